@@ -1,0 +1,29 @@
+# AURA: `make run` sets up and serves the demo; `make test` runs the whole suite.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Tests run over plain HTTP against the test client; everything else comes from the environment
+# (set DATABASE_URL and REDIS_URL to test against PostgreSQL and Redis).
+TEST_ENV := SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false DEBUG=false \
+	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz}
+
+.PHONY: run test setup lint
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+setup: $(VENV)/.installed
+	@command -v msgfmt >/dev/null || { apt-get update -qq && apt-get install -y -qq gettext; }
+	$(PY) manage.py compilemessages --ignore=.venv -v0
+
+run: setup
+	bin/run
+
+test: setup
+	$(TEST_ENV) $(PY) manage.py collectstatic --noinput -v0
+	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

@@ -1,0 +1,81 @@
+import json
+
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
+from django.core.management.base import CommandError
+
+from billing.plans import plan_for
+
+from . import services
+from .models import User
+
+
+def _user_create_args(parser):
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--name", default="")
+
+
+def _user_create(options, out):
+    email = User.objects.normalize_email(options["email"])
+    try:
+        User._meta.get_field("email").run_validators(email)
+    except ValidationError:
+        raise CommandError(f"not an email address: {email}") from None
+    if User.objects.filter(email=email).exists():
+        raise CommandError(f"a user with email {email} already exists")
+    name = options["name"] or email.split("@")[0]
+    try:
+        password_validation.validate_password(options["password"], User(email=email, display_name=name))
+    except ValidationError as error:
+        raise CommandError("password rejected: " + " ".join(error.messages)) from None
+    user = services.user_create(email=email, password=options["password"], display_name=name, verified=True)
+    out.write(f"created user {user.pk} {user.email}")
+
+
+def _user_show_args(parser):
+    parser.add_argument("--email", required=True)
+
+
+def user_summary(user: User) -> dict:
+    """What ``aura user-show`` prints: facts about the account, never a secret."""
+    plan = plan_for(user)
+    return {
+        "id": user.pk,
+        "email": user.email,
+        "display_name": user.display_name,
+        "email_verified": user.email_verified,
+        "status": "active" if user.is_active else "inactive",
+        "plan": plan.code,
+        "language": user.language,
+        "created": user.created.isoformat(),
+        "last_login": user.last_login.isoformat() if user.last_login else None,
+    }
+
+
+def _user_show(options, out):
+    email = User.objects.normalize_email(options["email"])
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        raise CommandError(f"no user with email {email}")
+    out.write(json.dumps(user_summary(user), sort_keys=True))
+
+
+DEMO_EMAIL = "demo@aura.local"
+DEMO_PASSWORD = "aura-demo-password"
+
+
+def _demo_setup(options, out):
+    """The demo account for a local run: created once, reported every time."""
+    user = User.objects.filter(email=DEMO_EMAIL).first()
+    if user is None:
+        user = services.user_create(email=DEMO_EMAIL, password=DEMO_PASSWORD, display_name="Demo", verified=True)
+    out.write("AURA demo is ready: http://127.0.0.1:8000/")
+    out.write(f"  log in as {DEMO_EMAIL} with password {DEMO_PASSWORD}")
+
+
+COMMANDS = {
+    "demo-setup": ("Create the local demo account (idempotent) and print how to use it.", lambda parser: None, _demo_setup),
+    "user-create": ("Create a verified user.", _user_create_args, _user_create),
+    "user-show": ("Print one JSON object about a user.", _user_show_args, _user_show),
+}

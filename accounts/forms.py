@@ -1,0 +1,91 @@
+from django import forms
+from django.conf import settings
+from django.contrib.auth import password_validation
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.utils.translation import gettext_lazy as _
+
+from aura.emails import send_email
+
+from .models import THEMES, User
+
+
+class EmailField(forms.EmailField):
+    def clean(self, value):
+        return User.objects.normalize_email(super().clean(value))
+
+
+class SignupForm(forms.Form):
+    display_name = forms.CharField(label=_("Display name"), max_length=80)
+    email = EmailField(label=_("Email"), max_length=254)
+    password = forms.CharField(
+        label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        if User.objects.filter(email=email).exists():
+            raise forms.ValidationError(_("An account with this email already exists. Log in or reset your password."))
+        return email
+
+    def clean(self):
+        cleaned = super().clean()
+        password = cleaned.get("password")
+        if password:
+            candidate = User(email=cleaned.get("email", ""), display_name=cleaned.get("display_name", ""))
+            try:
+                password_validation.validate_password(password, candidate)
+            except forms.ValidationError as error:
+                self.add_error("password", error)
+        return cleaned
+
+
+class LoginForm(AuthenticationForm):
+    username = EmailField(label=_("Email"), widget=forms.EmailInput(attrs={"autofocus": True, "autocomplete": "email"}))
+    error_messages = {
+        "invalid_login": _("That email and password do not match an account."),
+        "inactive": _("This account is inactive."),
+    }
+
+
+class ProfileForm(forms.Form):
+    display_name = forms.CharField(label=_("Display name"), max_length=80)
+    email = EmailField(
+        label=_("Email"), max_length=254, help_text=_("A new address takes effect once you confirm it from your inbox.")
+    )
+    language = forms.ChoiceField(label=_("Language for emails and the cabinet"), choices=settings.LANGUAGES)
+
+    def __init__(self, *args, user, **kwargs):
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        if email != self.user.email and User.objects.filter(email=email).exists():
+            raise forms.ValidationError(_("Another account already uses this email."))
+        return email
+
+
+class ThemeForm(forms.Form):
+    theme = forms.ChoiceField(choices=THEMES)
+
+
+class ContactForm(forms.Form):
+    name = forms.CharField(label=_("Your name"), max_length=80)
+    email = forms.EmailField(label=_("Your email"), max_length=254)
+    subject = forms.CharField(label=_("Subject"), max_length=120)
+    message = forms.CharField(label=_("Message"), max_length=5000, widget=forms.Textarea(attrs={"rows": 6}))
+
+
+class ResetForm(PasswordResetForm):
+    """Django's reset form, sending through AURA's one email helper in the user's language."""
+
+    email = EmailField(label=_("Email"), max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"}))
+
+    def get_users(self, email):
+        return User.objects.filter(email=User.objects.normalize_email(email), is_active=True)
+
+    def send_mail(self, subject_template_name, email_template_name, context, from_email, to_email, html_email_template_name=None):
+        user = context["user"]
+        link = settings.SITE_URL + f"/reset/{context['uid']}/{context['token']}/"
+        hours = settings.PASSWORD_RESET_TIMEOUT // 3600
+        send_email("password-reset", to=to_email, context={"user": user, "link": link, "hours": hours}, language=user.language)

@@ -1,0 +1,21 @@
+"""Login history: Django's own auth signals are the one place every login passes."""
+
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.dispatch import receiver
+
+from .models import User
+from .services import login_event_record
+
+
+@receiver(user_logged_in)
+def record_login(sender, request, user, **kwargs):
+    login_event_record(user=user, request=request, succeeded=True)
+
+
+@receiver(user_login_failed)
+def record_failed_login(sender, credentials, request=None, **kwargs):
+    # Only attempts on an existing account are kept; an unknown address is nobody's data.
+    email = User.objects.normalize_email(credentials.get("username") or credentials.get("email"))
+    user = User.objects.filter(email=email).first()
+    if user is not None:
+        login_event_record(user=user, request=request, succeeded=False)

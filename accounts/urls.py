@@ -1,0 +1,32 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("signup/", views.signup, name="signup"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("verify/<str:token>/", views.verify_email, name="verify_email"),
+    path("verify-resend/", views.resend_verification, name="resend_verification"),
+    path("reset/", views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_done.html"),
+        name="password_reset_done",
+    ),
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(template_name="accounts/password_reset_confirm.html"),
+        name="password_reset_confirm",
+    ),
+    path(
+        "reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(template_name="accounts/password_reset_complete.html"),
+        name="password_reset_complete",
+    ),
+    path("settings/", views.settings_page, name="settings"),
+    path("settings/password/", views.password_change, name="password_change"),
+    path("language/", views.set_language, name="set_language"),
+    path("theme/", views.set_theme, name="set_theme"),
+]

@@ -1,0 +1,69 @@
+"""The public site: landing, legal pages, contact, and the error pages."""
+
+import logging
+import smtplib
+
+from django.conf import settings
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django_ratelimit.decorators import ratelimit
+
+from accounts.forms import ContactForm
+from aura.emails import send_email
+
+log = logging.getLogger(__name__)
+
+
+def landing(request):
+    return render(request, "site/landing.html")
+
+
+def privacy(request):
+    return render(request, "site/privacy.html")
+
+
+def terms(request):
+    return render(request, "site/terms.html")
+
+
+@ratelimit(key="ip", rate="5/h", method="POST", block=True)
+def contact(request):
+    initial = {}
+    if request.user.is_authenticated:
+        initial = {"name": request.user.display_name, "email": request.user.email}
+    form = ContactForm(request.POST if request.method == "POST" else None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            send_email("contact", to=settings.SUPPORT_EMAIL, context=form.cleaned_data, reply_to=form.cleaned_data["email"])
+        except (smtplib.SMTPException, OSError) as error:
+            log.error("contact email not sent: %s", type(error).__name__)
+            form.add_error(
+                None,
+                _("We could not send your message just now. Please try again in a few minutes, or write to %(email)s.")
+                % {"email": settings.SUPPORT_EMAIL},
+            )
+            return render(request, "site/contact.html", {"form": form}, status=503)
+        messages.success(request, _("Thank you! Your message is on its way to our support team."))
+        return redirect("contact")
+    return render(request, "site/contact.html", {"form": form})
+
+
+def ratelimited(request, exception=None):
+    return render(request, "errors/429.html", status=429)
+
+
+def error_404(request, exception=None):
+    return render(request, "errors/404.html", status=404)
+
+
+def error_500(request):
+    return render(request, "errors/500.html", status=500)
+
+
+def error_403(request, exception=None):
+    return render(request, "errors/403.html", status=403)
+
+
+def error_400(request, exception=None):
+    return render(request, "errors/400.html", status=400)

@@ -1,0 +1,1 @@
+# Usage rollups and alert rules arrive with the metrics dashboards.

@@ -1,0 +1,91 @@
+import re
+
+from django.core import mail
+
+
+def test_the_landing_page_shows_the_pitch(client, db):
+    body = client.get("/").content.decode()
+    assert "Cut your LLM bill, not your code." in body
+    assert 'href="/signup/"' in body
+
+
+def test_the_privacy_policy_is_published_with_its_date(client, db):
+    body = client.get("/privacy/").content.decode()
+    assert "Last updated: March 10, 2026" in body
+    assert "Store the content of your prompts or AI model responses" in body
+    assert "Server logs — automatically purged after 14 days" in body.replace("<strong>", "").replace("</strong>", "")
+    assert 'href="mailto:privacy@aura-api.com"' in body
+
+
+def test_the_privacy_policy_is_published_in_russian(client, db):
+    client.cookies["django_language"] = "ru"
+    body = client.get("/privacy/").content.decode()
+    assert "Политика конфиденциальности" in body
+    assert 'href="mailto:privacy@aura-api.com"' in body
+
+
+def test_the_terms_are_published_in_both_languages(client, db):
+    assert "Terms of service" in client.get("/terms/").content.decode()
+    client.cookies["django_language"] = "ru"
+    assert "Условия" in client.get("/terms/").content.decode()
+
+
+def test_the_pricing_page_lists_the_free_plan(client, db):
+    body = client.get("/pricing/").content.decode()
+    assert "Free" in body and "10,000 requests a month" in body
+
+
+def test_the_contact_form_emails_support(client, db):
+    response = client.post(
+        "/contact/", {"name": "Zoe", "email": "zoe@example.org", "subject": "Hi <there>", "message": "Can I use Groq?"}
+    )
+    assert response.status_code == 302
+    [message] = mail.outbox
+    assert message.to == ["support@aura-api.com"]
+    assert message.reply_to == ["zoe@example.org"]
+    assert message.subject == "[AURA contact] Hi <there>"
+    assert "Can I use Groq?" in message.body
+    assert "Hi &lt;there&gt;" in message.alternatives[0][0]
+
+
+def test_the_contact_form_shows_errors(client, db):
+    response = client.post("/contact/", {"name": "", "email": "nope", "subject": "x", "message": ""})
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Enter a valid email address." in body
+    assert mail.outbox == []
+
+
+def test_unknown_pages_get_the_sites_404(client, db):
+    response = client.get("/no-such-page/")
+    assert response.status_code == 404
+    assert "This page does not exist" in response.content.decode()
+
+
+def test_pages_carry_a_nonce_csp_and_no_external_scripts(client, db):
+    response = client.get("/")
+    policy = response["Content-Security-Policy"]
+    nonce = re.search(r"'nonce-([^']+)'", policy).group(1)
+    body = response.content.decode()
+    assert f'<script nonce="{nonce}">' in body
+    assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    for src in re.findall(r'<script[^>]*src="([^"]+)"', body) + re.findall(r'<link[^>]*href="([^"]+)"', body):
+        assert src.startswith("/"), src
+    assert response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "strict-origin-when-cross-origin"
+
+
+def test_every_script_tag_is_external_or_has_the_nonce(client, alice):
+    client.force_login(alice)
+    for path in ["/", "/dashboard/", "/settings/", "/privacy/", "/contact/", "/pricing/", "/login/"]:
+        body = client.get(path).content.decode()
+        for tag in re.findall(r"<script[^>]*>", body):
+            assert "nonce=" in tag or "src=" in tag, (path, tag)
+
+
+def test_the_login_form_is_rate_limited(client, alice):
+    for _ in range(20):
+        client.post("/login/", {"username": "alice@example.org", "password": "wrong"})
+    response = client.post("/login/", {"username": "alice@example.org", "password": "wrong"})
+    assert response.status_code == 429
+    assert "You tried this too many times" in response.content.decode()
