@@ -33,7 +33,7 @@ def test_an_unknown_token_explains_itself(client, alice):
 
 def test_the_reset_email_is_in_the_users_language(client, bob):
     client.post("/reset/", {"email": "bob@example.org"})
-    assert mail.outbox[0].subject == "Сбросьте пароль AURA"
+    assert mail.outbox[0].subject == "Сброс пароля AURA"
 
 
 def test_a_weak_new_password_is_refused(client, alice):
