@@ -15,7 +15,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 	@command -v msgfmt >/dev/null || { apt-get update -qq && apt-get install -y -qq gettext; }
-	$(PY) manage.py compilemessages --ignore=.venv -v0
+	DATABASE_URL= REDIS_URL= $(PY) manage.py compilemessages --ignore=.venv -v0
 
 run: setup
 	bin/run
