@@ -61,21 +61,7 @@ def _user_show(options, out):
     out.write(json.dumps(user_summary(user), sort_keys=True))
 
 
-DEMO_EMAIL = "demo@aura.local"
-DEMO_PASSWORD = "aura-demo-password"
-
-
-def _demo_setup(options, out):
-    """The demo account for a local run: created once, reported every time."""
-    user = User.objects.filter(email=DEMO_EMAIL).first()
-    if user is None:
-        user = services.user_create(email=DEMO_EMAIL, password=DEMO_PASSWORD, display_name="Demo", verified=True)
-    out.write("AURA demo is ready: http://127.0.0.1:8000/")
-    out.write(f"  log in as {DEMO_EMAIL} with password {DEMO_PASSWORD}")
-
-
 COMMANDS = {
-    "demo-setup": ("Create the local demo account (idempotent) and print how to use it.", lambda parser: None, _demo_setup),
     "user-create": ("Create a verified user.", _user_create_args, _user_create),
     "user-show": ("Print one JSON object about a user.", _user_show_args, _user_show),
 }

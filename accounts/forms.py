@@ -17,9 +17,7 @@ class EmailField(forms.EmailField):
 class SignupForm(forms.Form):
     display_name = forms.CharField(label=_("Display name"), max_length=80)
     email = EmailField(label=_("Email"), max_length=254)
-    password = forms.CharField(
-        label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
-    )
+    password = forms.CharField(label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
     def clean_email(self):
         email = self.cleaned_data["email"]
@@ -49,9 +47,7 @@ class LoginForm(AuthenticationForm):
 
 class ProfileForm(forms.Form):
     display_name = forms.CharField(label=_("Display name"), max_length=80)
-    email = EmailField(
-        label=_("Email"), max_length=254, help_text=_("A new address takes effect once you confirm it from your inbox.")
-    )
+    email = EmailField(label=_("Email"), max_length=254, help_text=_("A new address takes effect once you confirm it from your inbox."))
     language = forms.ChoiceField(label=_("Language for emails and the cabinet"), choices=settings.LANGUAGES)
 
     def __init__(self, *args, user, **kwargs):

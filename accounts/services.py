@@ -9,6 +9,7 @@ from django.urls import reverse
 from user_agents import parse as parse_user_agent
 
 from aura.emails import send_email
+from aura.http import client_ip
 
 from .models import LoginEvent, User
 
@@ -86,21 +87,12 @@ def profile_update(*, user: User, display_name: str, email: str, language: str) 
     return False
 
 
-def _client_ip(request) -> str | None:
-    # Behind a TLS-terminating proxy REMOTE_ADDR is the proxy; trust X-Forwarded-For only then.
-    if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def login_event_record(*, user: User, request, succeeded: bool) -> LoginEvent:
     agent = parse_user_agent(request.META.get("HTTP_USER_AGENT", "")[:512]) if request else None
     return LoginEvent.objects.create(
         user=user,
         succeeded=succeeded,
-        ip=_client_ip(request) if request else None,
+        ip=client_ip(request) if request else None,
         browser=(f"{agent.browser.family} {agent.browser.version_string}".strip() if agent else "")[:64],
         os=(f"{agent.os.family} {agent.os.version_string}".strip() if agent else "")[:64],
     )

@@ -81,9 +81,7 @@ def parse_vault_keys(raw: str) -> dict[int, bytes]:
         except (ValueError, binascii.Error):
             raise ImproperlyConfigured("AURA_VAULT_KEYS entries must be <version>:<base64 key>") from None
         if not sep or len(key) != 32 or number < 1 or number in keys:
-            raise ImproperlyConfigured(
-                "AURA_VAULT_KEYS entries must be <version>:<base64 of 32 random bytes>, versions unique and >= 1"
-            )
+            raise ImproperlyConfigured("AURA_VAULT_KEYS entries must be <version>:<base64 of 32 random bytes>, versions unique and >= 1")
         keys[number] = key
     return keys
 
@@ -324,6 +322,24 @@ CONTENT_SECURITY_POLICY = {
 # Vault (provider keys) --------------------------------------------------------------
 
 AURA_VAULT_KEYS = parse_vault_keys(env.str("AURA_VAULT_KEYS", default=""))
+if not AURA_VAULT_KEYS:
+    if not EMBEDDED:
+        raise ImproperlyConfigured("AURA_VAULT_KEYS must be set when DATABASE_URL is set (every node shares it)")
+    AURA_VAULT_KEYS = parse_vault_keys("1:" + _embedded_secret("vault_key", 32))
+
+# Gateway --------------------------------------------------------------------------
+
+# Largest /v1 request body, refused before it is read into memory.
+AURA_MAX_BODY_BYTES = env_int("AURA_MAX_BODY_BYTES", 32 * 1024 * 1024, 1024)
+AURA_UPSTREAM_CONNECT_TIMEOUT = env_int("AURA_UPSTREAM_CONNECT_TIMEOUT_MS", 5000, 1) / 1000
+AURA_UPSTREAM_READ_TIMEOUT = env_int("AURA_UPSTREAM_READ_TIMEOUT_MS", 120_000, 1) / 1000
+# Key checks on save are a courtesy: short, and a failure to reach the provider is reported, not fatal.
+AURA_KEY_CHECK_TIMEOUT = env_int("AURA_KEY_CHECK_TIMEOUT_MS", 3000, 1) / 1000
+# Custom base URLs may point at private or loopback addresses (Ollama on the same host, the
+# mock provider) only when allowed; a hosted deployment keeps this off against SSRF.
+AURA_UPSTREAM_ALLOW_PRIVATE = env_bool("AURA_UPSTREAM_ALLOW_PRIVATE", EMBEDDED)
+# How long a node trusts its cached view of an AURA key or a user's vault entries.
+AURA_AUTH_CACHE_SECONDS = env_int("AURA_AUTH_CACHE_SECONDS", 300, 1)
 
 # Paddle Billing ---------------------------------------------------------------------
 

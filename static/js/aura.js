@@ -31,6 +31,22 @@
       });
     }
 
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var field = document.querySelector(button.getAttribute("data-copy"));
+        field.select();
+        var done = function () { button.textContent = button.getAttribute("data-copied"); };
+        if (navigator.clipboard) { navigator.clipboard.writeText(field.value).then(done, function () { document.execCommand("copy"); done(); }); }
+        else { document.execCommand("copy"); done(); }
+      });
+    });
+
+    document.querySelectorAll("[data-confirm]").forEach(function (button) {
+      button.addEventListener("click", function (event) {
+        if (!window.confirm(button.getAttribute("data-confirm"))) { event.preventDefault(); }
+      });
+    });
+
     var select = document.querySelector("select[data-autosubmit]");
     if (select) {
       store("aura-language", select.value);

@@ -15,12 +15,8 @@ def test_a_wrong_password_is_a_form_error(client, alice):
 
 
 def test_it_records_successful_and_failed_logins(client, alice):
-    client.post(
-        "/login/", {"username": "alice@example.org", "password": "wrong"}, HTTP_USER_AGENT=CHROME_UA, REMOTE_ADDR="203.0.113.7"
-    )
-    client.post(
-        "/login/", {"username": "alice@example.org", "password": PASSWORD}, HTTP_USER_AGENT=CHROME_UA, REMOTE_ADDR="203.0.113.7"
-    )
+    client.post("/login/", {"username": "alice@example.org", "password": "wrong"}, HTTP_USER_AGENT=CHROME_UA, REMOTE_ADDR="203.0.113.7")
+    client.post("/login/", {"username": "alice@example.org", "password": PASSWORD}, HTTP_USER_AGENT=CHROME_UA, REMOTE_ADDR="203.0.113.7")
     success, failure = LoginEvent.objects.filter(user=alice).order_by("-succeeded")
     assert success.succeeded and not failure.succeeded
     assert success.ip == "203.0.113.7"

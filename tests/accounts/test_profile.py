@@ -33,9 +33,7 @@ def test_the_password_changes_and_the_session_survives(alice_client, alice):
 
 
 def test_a_wrong_old_password_is_a_form_error(alice_client, alice):
-    response = alice_client.post(
-        "/settings/password/", {"old_password": "nope", "new_password1": "x" * 12, "new_password2": "x" * 12}
-    )
+    response = alice_client.post("/settings/password/", {"old_password": "nope", "new_password1": "x" * 12, "new_password2": "x" * 12})
     assert response.status_code == 200
     assert "Your old password was entered incorrectly." in response.content.decode()
     alice.refresh_from_db()

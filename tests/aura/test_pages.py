@@ -36,9 +36,7 @@ def test_the_pricing_page_lists_the_free_plan(client, db):
 
 
 def test_the_contact_form_emails_support(client, db):
-    response = client.post(
-        "/contact/", {"name": "Zoe", "email": "zoe@example.org", "subject": "Hi <there>", "message": "Can I use Groq?"}
-    )
+    response = client.post("/contact/", {"name": "Zoe", "email": "zoe@example.org", "subject": "Hi <there>", "message": "Can I use Groq?"})
     assert response.status_code == 302
     [message] = mail.outbox
     assert message.to == ["support@aura-api.com"]

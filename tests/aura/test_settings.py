@@ -7,8 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = (
-    "import django, json; from django.conf import settings; django.setup(); "
-    "print(json.dumps({k: str(getattr(settings, k)) for k in %r}))"
+    "import django, json; from django.conf import settings; django.setup(); print(json.dumps({k: str(getattr(settings, k)) for k in %r}))"
 )
 DEPLOY_CHECK = (
     "import django; from django.core.management import call_command; django.setup(); "
@@ -19,9 +18,7 @@ DEPLOY_CHECK = (
 def start(env: dict, *names: str, command=None):
     base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "aura.settings", "AURA_DATA_DIR": env.pop("AURA_DATA_DIR", "")}
     code = command or PROBE % (list(names),)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 
 def test_no_environment_means_the_embedded_defaults(tmp_path):
@@ -42,6 +39,7 @@ def test_service_urls_switch_to_postgres_and_redis(tmp_path):
         "DATABASE_URL": "postgres://root@127.0.0.1:5432/aura",
         "REDIS_URL": "redis://127.0.0.1:6379/3",
         "SECRET_KEY": "x" * 60,
+        "AURA_VAULT_KEYS": "1:dGVzdC1vbmx5LXZhdWx0LWtleS0zMi1ieXRlcy0hISE=",
         "EMAIL_URL": "smtp://127.0.0.1:2525",
     }
     result = start(env, "DATABASES", "CACHES", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "EMAIL_PORT")
@@ -83,6 +81,12 @@ def test_a_short_secret_key_fails_in_production(tmp_path):
 def test_a_shared_database_needs_a_shared_secret_key(tmp_path):
     result = start({"AURA_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgres://root@127.0.0.1/aura"}, "DEBUG")
     assert "SECRET_KEY must be set when DATABASE_URL is set" in result.stderr
+
+
+def test_a_shared_database_needs_shared_vault_keys(tmp_path):
+    env = {"AURA_DATA_DIR": str(tmp_path), "DATABASE_URL": "postgres://root@127.0.0.1/aura", "SECRET_KEY": "x" * 60}
+    result = start(env, "DEBUG")
+    assert "AURA_VAULT_KEYS must be set when DATABASE_URL is set" in result.stderr
 
 
 def test_bad_vault_keys_fail_loudly(tmp_path):

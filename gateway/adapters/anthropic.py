@@ -1,0 +1,254 @@
+"""Anthropic's Messages API, spoken in OpenAI's terms both ways."""
+
+import json
+import time
+
+from .base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+STOP_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def _headers(secret: str) -> dict:
+    return {"x-api-key": secret, "anthropic-version": API_VERSION, "content-type": "application/json"}
+
+
+def _image(part: dict) -> dict:
+    url = (part.get("image_url") or {}).get("url", "")
+    if url.startswith("data:"):
+        header, _, data = url.partition(",")
+        media_type = header[5:].split(";")[0] or "image/png"
+        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _blocks(content) -> list[dict]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}] if content else []
+    blocks = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            block = {"type": "text", "text": part.get("text", "")}
+        elif kind == "image_url":
+            block = _image(part)
+        else:
+            raise AdapterError(f"Anthropic models cannot take content parts of type {kind!r}.", "messages")
+        if part.get("cache_control"):
+            block["cache_control"] = part["cache_control"]
+        blocks.append(block)
+    return blocks
+
+
+def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split out the system prompt and fold OpenAI's roles into Anthropic's alternating turns."""
+    system: list[dict] = []
+    turns: list[dict] = []
+
+    def add(role, blocks):
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": list(blocks)})
+
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(_blocks(message.get("content")))
+        elif role == "user":
+            add("user", _blocks(message.get("content")))
+        elif role == "assistant":
+            blocks = _blocks(message.get("content"))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                try:
+                    arguments = json.loads(function.get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    raise AdapterError("A tool call's arguments are not valid JSON.", "messages") from None
+                blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments})
+            add("assistant", blocks)
+        elif role in ("tool", "function"):
+            add(
+                "user",
+                [{"type": "tool_result", "tool_use_id": message.get("tool_call_id"), "content": text_of(message.get("content"))}],
+            )
+    return system, turns
+
+
+def _tool_choice(choice, parallel) -> dict | None:
+    if choice is None and parallel is None:
+        return None
+    if isinstance(choice, dict):
+        result = {"type": "tool", "name": (choice.get("function") or {}).get("name")}
+    else:
+        result = {"type": {"required": "any", "none": "none"}.get(choice, "auto")}
+    if parallel is False and result["type"] != "none":
+        result["disable_parallel_tool_use"] = True
+    return result
+
+
+def to_upstream(call: Call) -> Upstream:
+    body = call.body
+    if (body.get("n") or 1) > 1:
+        raise AdapterError("Anthropic models return one choice: n must be 1.", "n")
+    system, turns = _messages(body["messages"])
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") in ("json_object", "json_schema"):
+        # Anthropic has no JSON mode switch; the instruction is the documented way to ask for it.
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        rule = "Respond with a single JSON object and nothing else."
+        if schema:
+            rule += " It must match this JSON schema: " + json.dumps(schema, separators=(",", ":"))
+        system.append({"type": "text", "text": rule})
+    upstream = {
+        "model": call.upstream_model,
+        "messages": turns,
+        "max_tokens": body.get("max_completion_tokens") or body.get("max_tokens") or call.max_output_tokens or DEFAULT_MAX_TOKENS,
+    }
+    if system:
+        upstream["system"] = system
+    if body.get("temperature") is not None:
+        upstream["temperature"] = min(float(body["temperature"]), 1.0)
+    if body.get("top_p") is not None:
+        upstream["top_p"] = body["top_p"]
+    stop = body.get("stop")
+    if stop:
+        upstream["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
+    if body.get("tools"):
+        upstream["tools"] = [
+            {
+                "name": tool["function"]["name"],
+                "description": tool["function"].get("description", ""),
+                "input_schema": tool["function"].get("parameters") or {"type": "object", "properties": {}},
+            }
+            for tool in body["tools"]
+        ]
+    tool_choice = _tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
+    if tool_choice and body.get("tools"):
+        upstream["tool_choice"] = tool_choice
+    if body.get("user"):
+        upstream["metadata"] = {"user_id": str(body["user"])[:256]}
+    if call.stream:
+        upstream["stream"] = True
+    return Upstream("POST", f"{call.base_url}/v1/messages", _headers(call.secret), upstream)
+
+
+def usage_from(data: dict | None) -> Usage:
+    data = data or {}
+    read = data.get("cache_read_input_tokens") or 0
+    write = data.get("cache_creation_input_tokens") or 0
+    return Usage(
+        prompt_tokens=(data.get("input_tokens") or 0) + read + write,
+        cached_tokens=read,
+        cache_write_tokens=write,
+        completion_tokens=data.get("output_tokens") or 0,
+        reported=bool(data),
+    )
+
+
+def from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
+    text, tool_calls = [], []
+    for block in data.get("content") or ():
+        if block.get("type") == "text":
+            text.append(block.get("text", ""))
+        elif block.get("type") == "tool_use":
+            tool_calls.append(
+                {
+                    "id": block.get("id"),
+                    "type": "function",
+                    "function": {"name": block.get("name"), "arguments": json.dumps(block.get("input") or {})},
+                }
+            )
+    message = {"role": "assistant", "content": "".join(text) if text or not tool_calls else None, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    usage = usage_from(data.get("usage"))
+    response = {
+        "id": "chatcmpl-" + str(data.get("id", "")).removeprefix("msg_"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": data.get("model") or call.upstream_model,
+        "choices": [{"index": 0, "message": message, "finish_reason": STOP_REASONS.get(data.get("stop_reason"), "stop"), "logprobs": None}],
+        "usage": usage.as_openai(),
+    }
+    return response, usage
+
+
+def stream_chunks(lines, call: Call, state: StreamState):
+    """Translate Anthropic's event stream into OpenAI chunks as they arrive."""
+    base = None
+    tool_index: dict[int, int] = {}
+    input_usage = {}
+    for event, payload in iter_sse(lines):
+        data = json.loads(payload)
+        kind = data.get("type", event)
+        if kind == "message_start":
+            message = data.get("message") or {}
+            input_usage = message.get("usage") or {}
+            base = finish_chunk_base(
+                "chatcmpl-" + str(message.get("id", "")).removeprefix("msg_"),
+                int(time.time()),
+                message.get("model") or call.upstream_model,
+            )
+            yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        elif kind == "content_block_start":
+            block = data.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                index = tool_index.setdefault(data.get("index", 0), len(tool_index))
+                delta = {
+                    "tool_calls": [
+                        {
+                            "index": index,
+                            "id": block.get("id"),
+                            "type": "function",
+                            "function": {"name": block.get("name"), "arguments": ""},
+                        }
+                    ]
+                }
+                yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta":
+                state.saw_text(delta.get("text"))
+                yield {**base, "choices": [{"index": 0, "delta": {"content": delta.get("text", "")}, "finish_reason": None}]}
+            elif delta.get("type") == "input_json_delta":
+                index = tool_index.get(data.get("index", 0), 0)
+                state.saw_text(delta.get("partial_json"))
+                out = {"tool_calls": [{"index": index, "function": {"arguments": delta.get("partial_json", "")}}]}
+                yield {**base, "choices": [{"index": 0, "delta": out, "finish_reason": None}]}
+        elif kind == "message_delta":
+            state.usage = usage_from({**input_usage, **(data.get("usage") or {})})
+            reason = STOP_REASONS.get((data.get("delta") or {}).get("stop_reason"), "stop")
+            yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}
+        elif kind == "message_stop":
+            state.finished = True
+            if call.include_usage:
+                yield {**base, "usage": state.usage.as_openai()}
+            return
+        elif kind == "error":
+            raise UpstreamStreamError((data.get("error") or {}).get("type") or "stream_error")
+
+
+def embeddings_to_upstream(call: Call) -> Upstream:
+    raise AdapterError("Anthropic has no embeddings models.", "model")
+
+
+def check_key(base_url: str, secret: str) -> Upstream:
+    return Upstream("GET", f"{base_url}/v1/models", _headers(secret))
+
+
+def error_info(data) -> tuple[str | None, str | None, str | None]:
+    error = (data or {}).get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None, None, None
+    return error.get("type"), None, None

@@ -1,0 +1,106 @@
+"""What every provider adapter shares: the call it is given and the usage it reports."""
+
+import json
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Usage:
+    """Token counts in OpenAI's terms: ``prompt_tokens`` includes cached reads and cache writes."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    reported: bool = False  # the provider said so (rather than AURA counting)
+
+    def as_openai(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+
+@dataclass
+class Call:
+    """One upstream call: where, with which secret, and the client's OpenAI-format body."""
+
+    base_url: str
+    secret: str = field(repr=False)
+    upstream_model: str
+    body: dict
+    stream: bool = False
+    include_usage: bool = False  # the client asked for the usage chunk
+    max_output_tokens: int | None = None
+
+
+@dataclass
+class Upstream:
+    method: str
+    url: str
+    headers: dict = field(repr=False)
+    json: dict | None = None
+
+
+class AdapterError(ValueError):
+    """The request cannot be expressed for this provider; the message is safe to show."""
+
+    def __init__(self, message: str, param: str | None = None):
+        super().__init__(message)
+        self.param = param
+
+
+class UpstreamStreamError(Exception):
+    """The provider reported an error in the middle of a stream; the argument is its error type."""
+
+
+class StreamState:
+    """What a stream has told us so far: usage, and the text sent, to count if usage never comes."""
+
+    def __init__(self):
+        self.usage = Usage()
+        self.sent_chars: list[str] = []
+        self.finished = False
+
+    def saw_text(self, text: str | None) -> None:
+        if text:
+            self.sent_chars.append(text)
+
+
+def sse(data: dict | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"data: {payload}\n\n".encode()
+
+
+def iter_sse(lines):
+    """Yield (event, data) pairs from an iterator of raw SSE lines (bytes, without newlines)."""
+    event, data = None, []
+    for raw in lines:
+        line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+    if data:
+        yield event, "\n".join(data)
+
+
+def text_of(content) -> str:
+    """The text of an OpenAI message content: a string or a list of parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict) and part.get("type") == "text")
+
+
+def finish_chunk_base(chunk_id: str, created: int, model: str) -> dict:
+    return {"id": chunk_id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": []}

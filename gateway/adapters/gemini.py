@@ -1,0 +1,268 @@
+"""Google Gemini's generateContent API, spoken in OpenAI's terms both ways.
+
+The key travels in the ``x-goog-api-key`` header, never in the URL, where a
+proxy or access log could keep it.
+"""
+
+import hashlib
+import json
+import time
+
+from .base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
+
+FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
+# JSON-schema keywords Gemini's schema subset rejects.
+_SCHEMA_DROP = {"additionalProperties", "$schema", "strict", "$defs", "definitions"}
+
+
+def _headers(secret: str) -> dict:
+    return {"x-goog-api-key": secret, "Content-Type": "application/json"}
+
+
+def _schema(schema):
+    if isinstance(schema, dict):
+        return {k: _schema(v) for k, v in schema.items() if k not in _SCHEMA_DROP}
+    if isinstance(schema, list):
+        return [_schema(v) for v in schema]
+    return schema
+
+
+def _parts(content) -> list[dict]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    parts = []
+    for part in content:
+        if part.get("type") == "text":
+            parts.append({"text": part.get("text", "")})
+        elif part.get("type") == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            if url.startswith("data:"):
+                header, _, data = url.partition(",")
+                parts.append({"inlineData": {"mimeType": header[5:].split(";")[0] or "image/png", "data": data}})
+            else:
+                parts.append({"fileData": {"fileUri": url, "mimeType": "image/*"}})
+        else:
+            raise AdapterError(f"Gemini models cannot take content parts of type {part.get('type')!r}.", "messages")
+    return parts
+
+
+def _contents(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+    system, contents = [], []
+    names: dict[str, str] = {}
+
+    def add(role, parts):
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": list(parts)})
+
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            system.extend(_parts(message.get("content")))
+        elif role == "user":
+            add("user", _parts(message.get("content")))
+        elif role == "assistant":
+            parts = _parts(message.get("content"))
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                names[call.get("id")] = function.get("name")
+                try:
+                    args = json.loads(function.get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    raise AdapterError("A tool call's arguments are not valid JSON.", "messages") from None
+                parts.append({"functionCall": {"name": function.get("name"), "args": args}})
+            add("model", parts)
+        elif role in ("tool", "function"):
+            name = names.get(message.get("tool_call_id")) or message.get("name") or "tool"
+            add("user", [{"functionResponse": {"name": name, "response": {"content": text_of(message.get("content"))}}}])
+    return system, contents
+
+
+def _tool_config(choice) -> dict | None:
+    if choice is None:
+        return None
+    if isinstance(choice, dict):
+        return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [(choice.get("function") or {}).get("name")]}}
+    return {"functionCallingConfig": {"mode": {"required": "ANY", "none": "NONE"}.get(choice, "AUTO")}}
+
+
+def to_upstream(call: Call) -> Upstream:
+    body = call.body
+    system, contents = _contents(body["messages"])
+    config = {}
+    for source, target in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
+        if body.get(source) is not None:
+            config[target] = body[source]
+    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    if max_tokens:
+        config["maxOutputTokens"] = max_tokens
+    if (body.get("n") or 1) > 1:
+        config["candidateCount"] = body["n"]
+    stop = body.get("stop")
+    if stop:
+        config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") in ("json_object", "json_schema"):
+        config["responseMimeType"] = "application/json"
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if schema:
+            config["responseSchema"] = _schema(schema)
+    upstream: dict = {"contents": contents}
+    if system:
+        upstream["systemInstruction"] = {"parts": system}
+    if config:
+        upstream["generationConfig"] = config
+    if body.get("tools"):
+        declarations = []
+        for tool in body["tools"]:
+            function = tool["function"]
+            declaration = {"name": function["name"], "description": function.get("description", "")}
+            if function.get("parameters"):
+                declaration["parameters"] = _schema(function["parameters"])
+            declarations.append(declaration)
+        upstream["tools"] = [{"functionDeclarations": declarations}]
+        tool_config = _tool_config(body.get("tool_choice"))
+        if tool_config:
+            upstream["toolConfig"] = tool_config
+    method = "streamGenerateContent?alt=sse" if call.stream else "generateContent"
+    return Upstream("POST", f"{call.base_url}/v1beta/models/{call.upstream_model}:{method}", _headers(call.secret), upstream)
+
+
+def usage_from(meta: dict | None) -> Usage:
+    meta = meta or {}
+    thoughts = meta.get("thoughtsTokenCount") or 0
+    return Usage(
+        prompt_tokens=meta.get("promptTokenCount") or 0,
+        cached_tokens=meta.get("cachedContentTokenCount") or 0,
+        completion_tokens=(meta.get("candidatesTokenCount") or 0) + thoughts,
+        reasoning_tokens=thoughts,
+        reported=bool(meta),
+    )
+
+
+def _choice_parts(candidate: dict, call_ids) -> tuple[str, list[dict]]:
+    text, tool_calls = [], []
+    for part in (candidate.get("content") or {}).get("parts") or ():
+        if "text" in part and not part.get("thought"):
+            text.append(part["text"])
+        elif "functionCall" in part:
+            function = part["functionCall"]
+            tool_calls.append(
+                {
+                    "id": next(call_ids),
+                    "type": "function",
+                    "function": {"name": function.get("name"), "arguments": json.dumps(function.get("args") or {})},
+                }
+            )
+    return "".join(text), tool_calls
+
+
+def _finish(candidate: dict, tool_calls) -> str | None:
+    reason = candidate.get("finishReason")
+    if reason is None:
+        return None
+    if tool_calls:
+        return "tool_calls"
+    return FINISH_REASONS.get(reason, "content_filter")
+
+
+def _ids(seed: str):
+    n = 0
+    while True:
+        yield f"call_{hashlib.sha256(f'{seed}:{n}'.encode()).hexdigest()[:24]}"
+        n += 1
+
+
+def from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
+    response_id = data.get("responseId") or hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:24]
+    call_ids = _ids(response_id)
+    choices = []
+    for index, candidate in enumerate(data.get("candidates") or ()):
+        text, tool_calls = _choice_parts(candidate, call_ids)
+        message = {"role": "assistant", "content": text if text or not tool_calls else None, "refusal": None}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
+        choices.append({"index": index, "message": message, "finish_reason": _finish(candidate, tool_calls) or "stop", "logprobs": None})
+    usage = usage_from(data.get("usageMetadata"))
+    response = {
+        "id": f"chatcmpl-{response_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": data.get("modelVersion") or call.upstream_model,
+        "choices": choices,
+        "usage": usage.as_openai(),
+    }
+    return response, usage
+
+
+def stream_chunks(lines, call: Call, state: StreamState):
+    base = None
+    call_ids = None
+    tool_counts: dict[int, int] = {}
+    for _event, payload in iter_sse(lines):
+        data = json.loads(payload)
+        if "error" in data:
+            raise UpstreamStreamError((data["error"] or {}).get("status") or "stream_error")
+        if base is None:
+            response_id = data.get("responseId") or hashlib.sha256(payload.encode()).hexdigest()[:24]
+            call_ids = _ids(response_id)
+            base = finish_chunk_base(f"chatcmpl-{response_id}", int(time.time()), data.get("modelVersion") or call.upstream_model)
+            yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        if data.get("usageMetadata"):
+            state.usage = usage_from(data["usageMetadata"])
+        for index, candidate in enumerate(data.get("candidates") or ()):
+            index = candidate.get("index", index)
+            text, tool_calls = _choice_parts(candidate, call_ids)
+            delta = {}
+            if text:
+                delta["content"] = text
+                state.saw_text(text)
+            if tool_calls:
+                first = tool_counts.get(index, 0)
+                delta["tool_calls"] = [{"index": first + i, **tc} for i, tc in enumerate(tool_calls)]
+                tool_counts[index] = first + len(tool_calls)
+            finish = _finish(candidate, tool_counts.get(index))
+            if delta or finish:
+                yield {**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
+    state.finished = True
+    if call.include_usage and base is not None:
+        yield {**base, "usage": state.usage.as_openai()}
+
+
+def embeddings_to_upstream(call: Call) -> Upstream:
+    inputs = call.body.get("input")
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not all(isinstance(item, str) for item in inputs):
+        raise AdapterError("Gemini embeddings take text input: a string or a list of strings.", "input")
+    model = f"models/{call.upstream_model}"
+    requests = [{"model": model, "content": {"parts": [{"text": text}]}} for text in inputs]
+    if call.body.get("dimensions"):
+        for request in requests:
+            request["outputDimensionality"] = call.body["dimensions"]
+    return Upstream("POST", f"{call.base_url}/v1beta/{model}:batchEmbedContents", _headers(call.secret), {"requests": requests})
+
+
+def embeddings_from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
+    vectors = [item.get("values") or [] for item in data.get("embeddings") or ()]
+    response = {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+        "model": call.upstream_model,
+        "usage": {"prompt_tokens": 0, "total_tokens": 0},
+    }
+    return response, Usage()
+
+
+def check_key(base_url: str, secret: str) -> Upstream:
+    return Upstream("GET", f"{base_url}/v1beta/models?pageSize=1", _headers(secret))
+
+
+def error_info(data) -> tuple[str | None, str | None, str | None]:
+    error = (data or {}).get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict):
+        return None, None, None
+    return error.get("status"), None, None

@@ -1,0 +1,82 @@
+"""The model catalog: a dated data file in the repo, loaded once per process."""
+
+import functools
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from .providers import PROVIDERS
+
+CATALOG_PATH = Path(__file__).with_name("catalog.json")
+MILLION = Decimal(1_000_000)
+
+
+@dataclass(frozen=True)
+class Prices:
+    input: Decimal
+    cached_input: Decimal
+    cache_write: Decimal
+    output: Decimal
+
+    def as_dict(self) -> dict:
+        return {k: float(getattr(self, k)) for k in ("input", "cached_input", "cache_write", "output")}
+
+
+FREE = Prices(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    provider: str
+    upstream: str
+    context_window: int | None
+    max_output_tokens: int | None
+    capabilities: frozenset[str]
+    prices: Prices
+    tier: int = 2
+    listed: bool = True  # False for names AURA forwards without knowing them (custom servers)
+
+    def supports(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+@dataclass(frozen=True)
+class Catalog:
+    version: str
+    models: dict[str, Model]
+
+
+@functools.cache
+def load() -> Catalog:
+    data = json.loads(CATALOG_PATH.read_text())
+    models = {}
+    for entry in data["models"]:
+        if entry["provider"] not in PROVIDERS:
+            raise ValueError(f"catalog model {entry['id']} names unknown provider {entry['provider']}")
+        models[entry["id"]] = Model(
+            id=entry["id"],
+            provider=entry["provider"],
+            upstream=entry["upstream"],
+            context_window=entry.get("context_window"),
+            max_output_tokens=entry.get("max_output_tokens"),
+            capabilities=frozenset(entry["capabilities"]),
+            prices=Prices(**{k: Decimal(str(v)) for k, v in entry["prices"].items()}),
+            tier=entry.get("tier", 2),
+        )
+    return Catalog(version=data["version"], models=models)
+
+
+def unlisted(provider: str, upstream: str) -> Model:
+    """A model the catalog does not know, named explicitly as ``provider/model``: forwarded, priced at 0."""
+    return Model(
+        id=f"{provider}/{upstream}",
+        provider=provider,
+        upstream=upstream,
+        context_window=None,
+        max_output_tokens=None,
+        capabilities=frozenset({"chat", "tools", "vision", "json", "embeddings"}),
+        prices=FREE,
+        listed=False,
+    )

@@ -1,0 +1,108 @@
+"""The gateway's ``python manage.py aura <command>`` entries (see accounts/management/commands/aura.py)."""
+
+from django.core.management.base import CommandError
+
+from accounts.models import User
+
+from . import services
+from .mock_provider import add_arguments as _mock_provider_args
+from .mock_provider import serve as _mock_provider
+from .models import ProviderKey
+from .providers import PROVIDERS
+
+
+def _user(email: str) -> User:
+    user = User.objects.filter(email=User.objects.normalize_email(email)).first()
+    if user is None:
+        raise CommandError(f"no user with email {email}")
+    return user
+
+
+def _key_issue_args(parser):
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--name", default="CLI key")
+
+
+def _key_issue(options, out):
+    _key, secret = services.api_key_issue(user=_user(options["email"]), name=options["name"][:80])
+    out.write(secret)
+
+
+def _provider_add_args(parser):
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--provider", required=True, choices=sorted(PROVIDERS))
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--base-url", default="")
+    parser.add_argument("--label", default="")
+
+
+def _provider_add(options, out):
+    user = _user(options["email"])
+    existing = ProviderKey.objects.filter(user=user, provider=options["provider"], label=options["label"]).first()
+    try:
+        key = services.provider_key_save(
+            user=user,
+            provider=options["provider"],
+            api_key=options["api_key"],
+            base_url=options["base_url"],
+            label=options["label"],
+            instance=existing,
+        )
+    except services.ProviderKeyError as error:
+        raise CommandError(str(error)) from None
+    status = services.provider_key_check(key=key)
+    verb = "replaced" if existing else "added"
+    out.write(f"{verb} {key.provider} key {key.masked} ({services.CHECK_MESSAGES[status]})")
+
+
+DEMO_EMAIL = "demo@aura.local"
+DEMO_PASSWORD = "aura-demo-password"
+DEMO_KEY_NAME = "demo"
+
+
+def _demo_setup_args(parser):
+    parser.add_argument("--mock-url", default="http://127.0.0.1:8900", help="where the mock provider listens")
+
+
+def _demo_setup(options, out):
+    """The local demo: an account wired to the mock provider and a fresh AURA key. Safe to re-run."""
+    from accounts.services import user_create
+
+    user = User.objects.filter(email=DEMO_EMAIL).first() or user_create(
+        email=DEMO_EMAIL, password=DEMO_PASSWORD, display_name="Demo", verified=True
+    )
+    mock = options["mock_url"].rstrip("/")
+    for provider, base_url in (("openai", f"{mock}/v1"), ("anthropic", mock), ("gemini", mock)):
+        existing = ProviderKey.objects.filter(user=user, provider=provider, label="").first()
+        services.provider_key_save(user=user, provider=provider, api_key=f"mock-{provider}-key", base_url=base_url, instance=existing)
+    # Keys are shown once: each run revokes the previous demo key and prints a new one.
+    for old in user.api_keys.filter(name=DEMO_KEY_NAME, revoked__isnull=True):
+        services.api_key_revoke(key=old)
+    _key, secret = services.api_key_issue(user=user, name=DEMO_KEY_NAME)
+    out.write("AURA demo is ready: http://127.0.0.1:8000/")
+    out.write(f"  cabinet login: {DEMO_EMAIL} / {DEMO_PASSWORD}")
+    out.write(f"  AURA key:      {secret}")
+    out.write("  try it:")
+    out.write(
+        f"    curl http://127.0.0.1:8000/v1/chat/completions -H 'Authorization: Bearer {secret}' "
+        '-H \'Content-Type: application/json\' -d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}\''
+    )
+
+
+def _vault_rotate(options, out):
+    out.write(
+        f"re-encrypted the provider keys of {services.vault_rotate()} users under master key v{services.vault.newest_master_version()}"
+    )
+
+
+COMMANDS = {
+    "demo-setup": ("Create or refresh the local demo account, wired to the mock provider.", _demo_setup_args, _demo_setup),
+    "key-issue": ("Issue an AURA key and print it (shown once).", _key_issue_args, _key_issue),
+    "provider-add": ("Store (or replace) a provider key for a user.", _provider_add_args, _provider_add),
+    "vault-rotate": ("Re-encrypt every provider key under the newest master key.", lambda parser: None, _vault_rotate),
+    "mock-provider": (
+        "Serve imitation OpenAI, Anthropic and Gemini APIs until interrupted (for tests and local runs).",
+        _mock_provider_args,
+        _mock_provider,
+    ),
+}

@@ -1,0 +1,495 @@
+"""The /v1 request, stage by stage. Each stage is a small function; views.py reads as the list.
+
+authenticate -> read and validate the body -> route -> forward -> answer -> account.
+Prompt and answer text live only in memory here: nothing below logs, stores or
+raises with them.
+"""
+
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import requests
+from django.conf import settings
+
+from aura.http import client_ip
+from metrics.services import usage_record
+
+from . import catalog, errors, services, tokenizer, upstream
+from .adapters import ADAPTERS
+from .adapters.base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, sse
+from .errors import ApiError
+from .providers import PROVIDERS, Provider
+
+log = logging.getLogger(__name__)
+
+ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+
+
+@dataclass
+class Context:
+    """What one /v1 call knows about itself. Holds no prompt or answer text."""
+
+    endpoint: str
+    request_id: str = field(default_factory=lambda: "req_" + secrets.token_hex(12))
+    started: float = field(default_factory=time.perf_counter)
+    caller: services.Caller | None = None
+    ip: str | None = None
+    user_agent: str = ""
+    model_requested: str = ""
+    route: "Route | None" = None
+    stream: bool = False
+    tokens_original: int = 0
+    tokens_sent: int = 0
+    upstream_started: float | None = None
+    upstream_seconds: float = 0.0
+    ttfb_ms: int | None = None
+    cost: Decimal = Decimal(0)
+
+    def overhead_ms(self) -> float:
+        return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
+
+    def headers(self) -> dict:
+        headers = {"x-request-id": self.request_id, "x-aura-overhead-ms": f"{self.overhead_ms():.2f}"}
+        if self.route:
+            headers.update(
+                {
+                    "x-aura-model": self.route.model.id,
+                    "x-aura-provider": self.route.provider.code,
+                    "x-aura-tokens-original": str(self.tokens_original),
+                    "x-aura-tokens-sent": str(self.tokens_sent),
+                }
+            )
+        return headers
+
+
+def start(request, endpoint: str) -> Context:
+    return Context(endpoint=endpoint, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", "")[:200])
+
+
+# authenticate ----------------------------------------------------------------------
+
+
+def authenticate(request) -> services.Caller:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer":
+        secret = request.META.get("HTTP_X_API_KEY", "")
+    caller = services.api_key_authenticate(secret.strip()) if secret else None
+    if caller is None:
+        raise errors.invalid_api_key()
+    return caller
+
+
+# read and validate ----------------------------------------------------------------
+
+
+def read_json(request) -> dict:
+    limit = settings.AURA_MAX_BODY_BYTES
+    too_large = ApiError(
+        413,
+        f"The request body is larger than the {limit // (1024 * 1024)} MB limit.",
+        "invalid_request_error",
+        "request_too_large",
+    )
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise errors.invalid_request("The Content-Length header is not a number.") from None
+    if declared > limit:
+        raise too_large
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise too_large
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise errors.invalid_request(
+            "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json."
+        ) from None
+    if not isinstance(body, dict):
+        raise errors.invalid_request("The request body must be a JSON object.")
+    return body
+
+
+def _number(body: dict, name: str, low: float, high: float, integer: bool = False) -> None:
+    value = body.get(name)
+    if value is None:
+        return
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+        kind = "an integer" if integer else "a number"
+        raise errors.invalid_request(f"'{name}' must be {kind} between {low} and {high}.", name)
+
+
+def _model_name(body: dict) -> str:
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise errors.invalid_request("You must provide a model parameter.", "model")
+    return model.strip()
+
+
+def validate_chat(body: dict) -> None:
+    _model_name(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise errors.invalid_request("'messages' must be a non-empty array.", "messages")
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            raise errors.invalid_request(f"{param} must be an object whose 'role' is one of {', '.join(sorted(ROLES))}.", param)
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise errors.invalid_request(f"{param}.content must be a string or an array of content parts.", f"{param}.content")
+        if isinstance(content, list) and not all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in content):
+            raise errors.invalid_request(f"{param}.content parts must be objects with a 'type'.", f"{param}.content")
+    _number(body, "temperature", 0, 2)
+    _number(body, "top_p", 0, 1)
+    _number(body, "n", 1, 128, integer=True)
+    _number(body, "max_tokens", 1, 10_000_000, integer=True)
+    _number(body, "max_completion_tokens", 1, 10_000_000, integer=True)
+    _number(body, "presence_penalty", -2, 2)
+    _number(body, "frequency_penalty", -2, 2)
+    _number(body, "top_logprobs", 0, 20, integer=True)
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise errors.invalid_request("'stream' must be true or false.", "stream")
+    stop = body.get("stop")
+    if stop is not None and not (
+        isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
+    ):
+        raise errors.invalid_request("'stop' must be a string or an array of at most 4 strings.", "stop")
+    tools = body.get("tools")
+    if tools is not None:
+        if not isinstance(tools, list) or not all(
+            isinstance(t, dict)
+            and t.get("type") == "function"
+            and isinstance(t.get("function"), dict)
+            and isinstance(t["function"].get("name"), str)
+            for t in tools
+        ):
+            raise errors.invalid_request('\'tools\' must be an array of {"type": "function", "function": {"name": …}} objects.', "tools")
+    fmt = body.get("response_format")
+    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema")):
+        raise errors.invalid_request("'response_format.type' must be one of text, json_object, json_schema.", "response_format")
+
+
+def validate_embeddings(body: dict) -> None:
+    _model_name(body)
+    value = body.get("input")
+    ok = isinstance(value, str) or (
+        isinstance(value, list)
+        and value
+        and (all(isinstance(v, str) for v in value) or all(isinstance(v, int) for v in value) or all(isinstance(v, list) for v in value))
+    )
+    if not ok:
+        raise errors.invalid_request("'input' must be a string, an array of strings, or an array of token arrays.", "input")
+
+
+# route -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    model: catalog.Model
+    provider: Provider
+    vault: services.SealedVault
+    key: services.SealedKey
+
+    @property
+    def base_url(self) -> str:
+        return self.key.base_url or self.provider.base_url
+
+
+def _lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | None:
+    models = catalog.load().models
+    if name in models:
+        return models[name]
+    prefix, slash, rest = name.partition("/")
+    if slash and rest:
+        if prefix in PROVIDERS:
+            listed = models.get(rest)
+            if listed and listed.provider == prefix:
+                return listed
+            return catalog.unlisted(prefix, rest)
+        if vault and any(k.provider == "custom" and k.label == prefix for k in vault.keys):
+            return catalog.unlisted("custom", rest)
+    return None
+
+
+def _key_for(vault: services.SealedVault | None, model: catalog.Model, name: str) -> services.SealedKey | None:
+    if vault is None:
+        return None
+    if model.provider == "custom":
+        label = name.partition("/")[0]
+        return next((k for k in vault.keys if k.provider == "custom" and k.label == label), None)
+    # Keys are newest first: the most recently saved key of that provider serves.
+    return next((k for k in vault.keys if k.provider == model.provider), None)
+
+
+def route(caller: services.Caller, name: str, capability: str) -> Route:
+    vault = services.sealed_vault(caller.user_id)
+    model = _lookup(name, vault)
+    if model is None:
+        raise errors.model_not_found(name)
+    provider = PROVIDERS[model.provider]
+    if capability == "embeddings" and (not provider.embeddings or (model.listed and not model.supports("embeddings"))):
+        raise errors.invalid_request(f"The model '{model.id}' does not create embeddings.", "model", "model_not_supported")
+    if capability == "chat" and model.listed and not model.supports("chat"):
+        raise errors.invalid_request(f"The model '{model.id}' is not a chat model; use /v1/embeddings.", "model", "model_not_supported")
+    key = _key_for(vault, model, name)
+    if key is None:
+        raise errors.invalid_request(
+            f"No {provider.name} key is stored for this account. Add one under Provider keys in the AURA cabinet to use '{model.id}'.",
+            "model",
+            "provider_key_missing",
+        )
+    return Route(model, provider, vault, key)
+
+
+# count and price ----------------------------------------------------------------------
+
+
+def encoding_for(model: catalog.Model) -> str:
+    """o200k_base for GPT-4o, GPT-4.1, GPT-5 and the o-series; cl100k_base otherwise (an estimate for non-OpenAI models)."""
+    name = model.upstream.lower().rsplit("/", 1)[-1]
+    if name.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")):
+        return "o200k_base"
+    return "cl100k_base"
+
+
+def prompt_tokens(body: dict, model: catalog.Model) -> int:
+    """Prompt tokens as OpenAI counts chat messages: content plus a few tokens of framing per message."""
+    encoding = encoding_for(model)
+    total = 3
+    for message in body.get("messages") or ():
+        total += 3
+        content = message.get("content")
+        if isinstance(content, str):
+            total += tokenizer.count_tokens(content, encoding)
+        elif isinstance(content, list):
+            for part in content:
+                if part.get("type") == "text":
+                    total += tokenizer.count_tokens(part.get("text") or "", encoding)
+                elif part.get("type") == "image_url":
+                    total += 85  # a low-detail image tile, OpenAI's base charge
+        if message.get("tool_calls"):
+            total += tokenizer.count_tokens(json.dumps(message["tool_calls"]), encoding)
+    if body.get("tools"):
+        total += tokenizer.count_tokens(json.dumps(body["tools"]), encoding)
+    return total
+
+
+def embedding_tokens(body: dict, model: catalog.Model) -> int:
+    value = body.get("input")
+    items = [value] if isinstance(value, str) else value
+    encoding = encoding_for(model)
+    return sum(
+        tokenizer.count_tokens(item, encoding) if isinstance(item, str) else (1 if isinstance(item, int) else len(item)) for item in items
+    )
+
+
+def cost_of(usage: Usage, prices: catalog.Prices) -> Decimal:
+    uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
+    total = (
+        uncached * prices.input
+        + usage.cached_tokens * prices.cached_input
+        + usage.cache_write_tokens * prices.cache_write
+        + usage.completion_tokens * prices.output
+    )
+    return (total / catalog.MILLION).quantize(Decimal("0.00000001"))
+
+
+# forward ---------------------------------------------------------------------------
+
+
+def make_call(route: Route, body: dict) -> Call:
+    """Decrypt the provider key now, at the moment of forwarding, and nowhere earlier."""
+    stream = bool(body.get("stream"))
+    include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
+    return Call(
+        base_url=route.base_url,
+        secret=route.vault.reveal(route.key),
+        upstream_model=route.model.upstream,
+        body=body,
+        stream=stream,
+        include_usage=include_usage,
+        max_output_tokens=route.model.max_output_tokens,
+    )
+
+
+def build(adapter_step, call: Call) -> Upstream:
+    try:
+        return adapter_step(call)
+    except AdapterError as error:
+        raise errors.invalid_request(str(error), error.param) from None
+
+
+def _upstream_error(ctx: Context, response: requests.Response) -> ApiError:
+    """Say what the provider said in kind (status, type, code), never its message: it may quote the prompt."""
+    provider = ctx.route.provider
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    kind, code, param = ADAPTERS[provider.protocol].error_info(data)
+    status = response.status_code
+    detail = ", ".join(str(x) for x in (kind, code) if x)
+    suffix = f" ({detail})" if detail else ""
+    if status == 429:
+        headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else {}
+        return ApiError(
+            429,
+            f"{provider.name} is rate limiting this key. Retry after a short wait{suffix}.",
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            headers=headers,
+        )
+    if status in (401, 403):
+        return ApiError(
+            400,
+            f"{provider.name} rejected the stored provider key (HTTP {status}). Replace it under Provider keys in the AURA cabinet.",
+            "invalid_request_error",
+            "provider_key_rejected",
+        )
+    if 400 <= status < 500:
+        return ApiError(
+            400 if status != 404 else 404,
+            f"{provider.name} rejected the request (HTTP {status}){suffix}.",
+            "invalid_request_error",
+            code or "upstream_rejected",
+            param,
+        )
+    return ApiError(502, f"{provider.name} returned an error (HTTP {status}). Try again shortly.", "upstream_error", "upstream_error")
+
+
+def send(ctx: Context, request: Upstream, *, stream: bool) -> requests.Response:
+    ctx.upstream_started = time.perf_counter()
+    try:
+        response = upstream.send(request, stream=stream)
+    except requests.Timeout:
+        ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
+        raise ApiError(504, f"{ctx.route.provider.name} did not answer in time.", "upstream_error", "upstream_timeout") from None
+    except requests.RequestException:
+        ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
+        raise ApiError(502, f"AURA could not reach {ctx.route.provider.name}.", "upstream_error", "upstream_unreachable") from None
+    ctx.ttfb_ms = int((time.perf_counter() - ctx.upstream_started) * 1000)
+    if not stream:
+        ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
+    if response.status_code >= 400:
+        if stream:
+            ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
+        error = _upstream_error(ctx, response)
+        response.close()
+        raise error
+    return response
+
+
+def parse(ctx: Context, response: requests.Response) -> dict:
+    try:
+        data = response.json()
+    except ValueError:
+        raise ApiError(
+            502, f"{ctx.route.provider.name} sent an answer AURA could not read.", "upstream_error", "upstream_invalid"
+        ) from None
+    if not isinstance(data, dict):
+        raise ApiError(502, f"{ctx.route.provider.name} sent an answer AURA could not read.", "upstream_error", "upstream_invalid")
+    return data
+
+
+# account ---------------------------------------------------------------------------
+
+
+def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "") -> None:
+    """One usage record per upstream call, keyed by the request id. Counts and money only."""
+    route = ctx.route
+    ctx.cost = cost_of(usage, route.model.prices)
+    usage_record(
+        request_id=ctx.request_id,
+        user_id=ctx.caller.user_id,
+        api_key_id=ctx.caller.key_id,
+        endpoint=ctx.endpoint,
+        model_requested=ctx.model_requested[:120],
+        model_used=route.model.id[:120],
+        provider=route.provider.code,
+        stream=ctx.stream,
+        status=status,
+        error_class=error_class,
+        prompt_tokens=usage.prompt_tokens,
+        cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        completion_tokens=usage.completion_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        tokens_counted=not usage.reported,
+        tokens_original=ctx.tokens_original,
+        tokens_sent=ctx.tokens_sent,
+        ttfb_ms=ctx.ttfb_ms,
+        latency_ms=int((time.perf_counter() - ctx.started) * 1000),
+        cost_usd=ctx.cost,
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+    )
+
+
+def stream_events(ctx: Context, response: requests.Response, call: Call, adapter):
+    """Relay the answer chunk by chunk; account for it however the stream ends."""
+    state = StreamState()
+    status, error_class = 200, ""
+    try:
+        for item in adapter.stream_chunks(upstream.iter_lines(response), call, state):
+            yield sse(item)
+        if state.finished:
+            yield sse("[DONE]")
+        else:
+            status, error_class = 502, "stream_incomplete"
+            yield sse(
+                {
+                    "error": {
+                        "message": f"{ctx.route.provider.name} ended the stream early.",
+                        "type": "upstream_error",
+                        "param": None,
+                        "code": "stream_incomplete",
+                    }
+                }
+            )
+    except GeneratorExit:
+        status, error_class = 499, "client_disconnected"
+        raise
+    except UpstreamStreamError as error:
+        status, error_class = 502, "stream_error"
+        yield sse(
+            {
+                "error": {
+                    "message": f"{ctx.route.provider.name} reported an error mid-stream ({error.args[0]}).",
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": "upstream_error",
+                }
+            }
+        )
+    except (requests.RequestException, OSError, ValueError) as error:
+        status, error_class = 502, type(error).__name__[:40]
+        yield sse(
+            {
+                "error": {
+                    "message": f"The stream from {ctx.route.provider.name} broke off.",
+                    "type": "upstream_error",
+                    "param": None,
+                    "code": "stream_interrupted",
+                }
+            }
+        )
+    finally:
+        response.close()
+        ctx.upstream_seconds += time.perf_counter() - (ctx.upstream_started or time.perf_counter())
+        usage = state.usage
+        if not usage.reported:
+            # No usage from the provider (it never came, or the client left): count what was sent.
+            text = "".join(state.sent_chars)
+            usage = Usage(prompt_tokens=ctx.tokens_sent, completion_tokens=tokenizer.count_tokens(text, encoding_for(ctx.route.model)))
+        try:
+            account(ctx, usage, status=status, error_class=error_class)
+        except Exception as error:  # the client has its answer; a failed write must not raise into the server
+            log.error("usage record for %s not written: %s", ctx.request_id, type(error).__name__)

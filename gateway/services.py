@@ -1,0 +1,254 @@
+"""Gateway workflows: AURA keys and the provider key vault."""
+
+import hashlib
+import ipaddress
+import logging
+import secrets
+import socket
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from . import vault
+from .models import ApiKey, DataKey, ProviderKey
+from .providers import PROVIDERS
+
+log = logging.getLogger(__name__)
+
+KEY_PREFIX = "aura_"
+_MISSING = "-"
+
+
+# AURA keys ------------------------------------------------------------------------
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _auth_cache_key(digest: str) -> str:
+    return f"gw:auth:{digest}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling /v1: what a node caches about an AURA key (no secret in it)."""
+
+    key_id: int
+    user_id: int
+
+
+def api_key_issue(*, user, name: str) -> tuple[ApiKey, str]:
+    """Create a key; the returned secret is shown once and never stored."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    key = ApiKey.objects.create(user=user, name=name, prefix=secret[:12], digest=_digest(secret))
+    return key, secret
+
+
+def api_key_revoke(*, key: ApiKey) -> None:
+    if key.revoked is None:
+        key.revoked = timezone.now()
+        key.save(update_fields=["revoked"])
+    # Every node reads the shared cache first, so deleting the entry revokes everywhere at once.
+    cache.delete(_auth_cache_key(key.digest))
+
+
+def api_key_authenticate(secret: str) -> Caller | None:
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 100:
+        return None
+    digest = _digest(secret)
+    cached = cache.get(_auth_cache_key(digest))
+    if cached is None:
+        row = ApiKey.objects.filter(digest=digest, revoked__isnull=True, user__is_active=True).values_list("id", "user_id").first()
+        cached = row or _MISSING
+        # Unknown keys are remembered briefly so a flood of bad keys does not reach the database.
+        cache.set(_auth_cache_key(digest), cached, settings.AURA_AUTH_CACHE_SECONDS if row else 30)
+    if cached == _MISSING:
+        return None
+    caller = Caller(*cached)
+    _touch(caller.key_id)
+    return caller
+
+
+def _touch(key_id: int) -> None:
+    """Record "last used" at most once a minute per key, not on every request."""
+    if cache.add(f"gw:touched:{key_id}", 1, 60):
+        ApiKey.objects.filter(pk=key_id).update(last_used=timezone.now())
+
+
+# Provider keys --------------------------------------------------------------------
+
+
+class ProviderKeyError(ValueError):
+    """A provider key that cannot be saved; the message is safe to show."""
+
+
+def _vault_cache_key(user_id: int) -> str:
+    return f"gw:vault:{user_id}"
+
+
+def _data_key(user, *, create: bool) -> bytes | None:
+    row = DataKey.objects.filter(user_id=user.pk).first()
+    if row is None:
+        if not create:
+            return None
+        dek = vault.new_data_key()
+        version, wrapped = vault.wrap_data_key(dek, user_id=user.pk)
+        DataKey.objects.create(user_id=user.pk, master_version=version, wrapped=wrapped)
+        return dek
+    return vault.unwrap_data_key(bytes(row.wrapped), user_id=user.pk, version=row.master_version)
+
+
+def check_base_url(base_url: str) -> None:
+    """Refuse URLs AURA should not call: bad schemes, and private addresses unless allowed."""
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ProviderKeyError("The base URL must start with http:// or https:// and name a host.")
+    if settings.AURA_UPSTREAM_ALLOW_PRIVATE:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+    except OSError:
+        raise ProviderKeyError("The base URL's host does not resolve.") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            raise ProviderKeyError("The base URL points to a private or local address, which this AURA does not call.")
+
+
+def provider_key_save(
+    *, user, provider: str, api_key: str, base_url: str = "", label: str = "", instance: ProviderKey | None = None
+) -> ProviderKey:
+    """Add a provider key, or replace the secret of ``instance``. Encrypts before anything is written."""
+    if provider not in PROVIDERS:
+        raise ProviderKeyError(f"Unknown provider {provider!r}.")
+    api_key = api_key.strip()
+    if len(api_key) < 8 or any(c.isspace() for c in api_key):
+        raise ProviderKeyError("That does not look like an API key.")
+    if provider == "custom" and not base_url:
+        raise ProviderKeyError("An OpenAI-compatible server needs its base URL.")
+    if base_url:
+        check_base_url(base_url)
+    with transaction.atomic():
+        dek = _data_key(user, create=True)
+        key = instance or ProviderKey(user=user, provider=provider)
+        key.label = label
+        key.base_url = base_url.rstrip("/")
+        key.ciphertext = vault.encrypt_secret(api_key, dek=dek, user_id=user.pk, record_id=key.pk)
+        key.last4 = api_key[-4:]
+        key.check_status, key.checked = "unchecked", None
+        key.save()
+    cache.delete(_vault_cache_key(user.pk))
+    return key
+
+
+def provider_key_delete(*, key: ProviderKey) -> None:
+    user_id = key.user_id
+    key.delete()
+    cache.delete(_vault_cache_key(user_id))
+
+
+def provider_key_mark_checked(*, key: ProviderKey, status: str) -> None:
+    key.check_status, key.checked = status, timezone.now()
+    key.save(update_fields=["check_status", "checked", "updated"])
+    cache.delete(_vault_cache_key(key.user_id))
+
+
+@dataclass(frozen=True)
+class SealedKey:
+    """What a node may cache about a provider key: metadata and ciphertext, never the secret."""
+
+    id: str
+    provider: str
+    label: str
+    base_url: str
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class SealedVault:
+    user_id: int
+    master_version: int
+    wrapped: bytes
+    keys: tuple[SealedKey, ...]
+
+    def reveal(self, key: SealedKey) -> str:
+        """Decrypt one provider key: called only at the moment a request is forwarded."""
+        dek = vault.unwrap_data_key(self.wrapped, user_id=self.user_id, version=self.master_version)
+        return vault.decrypt_secret(key.ciphertext, dek=dek, user_id=self.user_id, record_id=key.id)
+
+
+def sealed_vault(user_id: int) -> SealedVault | None:
+    cache_key = _vault_cache_key(user_id)
+    snapshot = cache.get(cache_key)
+    if snapshot is None:
+        data_key = DataKey.objects.filter(user_id=user_id).first()
+        rows = ProviderKey.objects.filter(user_id=user_id).order_by("-updated")
+        keys = tuple(SealedKey(str(k.pk), k.provider, k.label, k.base_url, bytes(k.ciphertext)) for k in rows)
+        snapshot = SealedVault(user_id, data_key.master_version, bytes(data_key.wrapped), keys) if data_key and keys else _MISSING
+        cache.set(cache_key, snapshot, settings.AURA_AUTH_CACHE_SECONDS)
+    return None if snapshot == _MISSING else snapshot
+
+
+def data_key_shred(*, user) -> None:
+    """Destroy the user's data key: every provider key ciphertext, anywhere, becomes noise."""
+    DataKey.objects.filter(user_id=user.pk).delete()
+    cache.delete(_vault_cache_key(user.pk))
+
+
+def vault_rotate() -> int:
+    """Re-encrypt every provider key under a fresh data key wrapped by the newest master key."""
+    rotated = 0
+    for data_key in DataKey.objects.select_related("user").iterator():
+        user = data_key.user
+        with transaction.atomic():
+            locked = DataKey.objects.select_for_update().get(pk=data_key.pk)
+            old = vault.unwrap_data_key(bytes(locked.wrapped), user_id=user.pk, version=locked.master_version)
+            new = vault.new_data_key()
+            for key in ProviderKey.objects.select_for_update().filter(user=user):
+                secret = vault.decrypt_secret(bytes(key.ciphertext), dek=old, user_id=user.pk, record_id=key.pk)
+                key.ciphertext = vault.encrypt_secret(secret, dek=new, user_id=user.pk, record_id=key.pk)
+                key.save(update_fields=["ciphertext"])
+            locked.master_version, locked.wrapped = vault.wrap_data_key(new, user_id=user.pk)
+            locked.save(update_fields=["master_version", "wrapped"])
+        cache.delete(_vault_cache_key(user.pk))
+        rotated += 1
+    return rotated
+
+
+CHECK_MESSAGES = {
+    "ok": "checked with the provider",
+    "rejected": "the provider rejected it",
+    "unchecked": "not checked: the provider could not be reached",
+}
+
+
+def provider_key_check(*, key: ProviderKey) -> str:
+    """A cheap authenticated call to the provider: "ok", "rejected" or "unchecked" (unreachable)."""
+    from . import upstream
+    from .adapters import ADAPTERS
+
+    provider = PROVIDERS[key.provider]
+    snapshot = sealed_vault(key.user_id)
+    sealed = next((k for k in snapshot.keys if k.id == str(key.pk)), None) if snapshot else None
+    if sealed is None:
+        return "unchecked"
+    request = ADAPTERS[provider.protocol].check_key(key.base_url or provider.base_url, snapshot.reveal(sealed))
+    try:
+        response = upstream.send(request, read_timeout=settings.AURA_KEY_CHECK_TIMEOUT)
+        response.close()
+    except Exception as error:  # unreachable, DNS, TLS: say so, never fail the save
+        log.info("provider key check for %s not possible: %s", key.provider, type(error).__name__)
+        status = "unchecked"
+    else:
+        status = (
+            "rejected"
+            if response.status_code in (401, 403) or (response.status_code == 400 and provider.protocol == "gemini")
+            else ("ok" if response.status_code < 400 else "unchecked")
+        )
+    provider_key_mark_checked(key=key, status=status)
+    return status

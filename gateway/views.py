@@ -1,0 +1,147 @@
+"""The OpenAI-compatible /v1 surface. Each view reads as the pipeline's stages."""
+
+import logging
+from datetime import UTC, datetime
+
+from django.http import JsonResponse, StreamingHttpResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from . import catalog, errors, pipeline, services
+from .adapters import ADAPTERS
+from .errors import ApiError
+from .providers import PROVIDERS
+
+log = logging.getLogger(__name__)
+
+
+def _respond(ctx: pipeline.Context, response):
+    for name, value in ctx.headers().items():
+        response[name] = value
+    return response
+
+
+def _fail(ctx: pipeline.Context, error: ApiError):
+    if ctx.route and ctx.upstream_started is not None:
+        pipeline.account(ctx, pipeline.Usage(), status=error.status, error_class=error.code or error.type)
+    return _respond(ctx, error.response())
+
+
+def _guard(view):
+    """OpenAI-shaped errors for everything, including what nobody expected."""
+
+    @csrf_exempt
+    def wrapper(request, *args, **kwargs):
+        ctx = pipeline.start(request, view.__name__)
+        try:
+            return view(request, ctx, *args, **kwargs)
+        except ApiError as error:
+            return _fail(ctx, error)
+        except Exception as error:
+            log.exception("unexpected error in /v1 %s (%s)", view.__name__, ctx.request_id)
+            failure = ApiError(500, "AURA hit an internal error. It has been logged; try again.", "server_error", "internal_error")
+            try:
+                return _fail(ctx, failure)
+            except Exception:
+                log.error("could not account for %s: %s", ctx.request_id, type(error).__name__)
+                return _respond(ctx, failure.response())
+
+    wrapper.__name__ = view.__name__
+    return wrapper
+
+
+def _require(request, method: str):
+    if request.method != method:
+        raise ApiError(405, f"Use {method} for this endpoint.", "invalid_request_error", "method_not_allowed")
+
+
+@_guard
+def chat(request, ctx):
+    _require(request, "POST")
+    ctx.caller = pipeline.authenticate(request)
+    body = pipeline.read_json(request)
+    pipeline.validate_chat(body)
+    ctx.model_requested = body["model"]
+    ctx.stream = bool(body.get("stream"))
+    ctx.route = pipeline.route(ctx.caller, body["model"].strip(), "chat")
+    ctx.tokens_original = ctx.tokens_sent = pipeline.prompt_tokens(body, ctx.route.model)
+    adapter = ADAPTERS[ctx.route.provider.protocol]
+    call = pipeline.make_call(ctx.route, body)
+    upstream = pipeline.build(adapter.to_upstream, call)
+    response = pipeline.send(ctx, upstream, stream=call.stream)
+    if call.stream:
+        events = pipeline.stream_events(ctx, response, call, adapter)
+        streamed = StreamingHttpResponse(events, content_type="text/event-stream")
+        streamed["Cache-Control"] = "no-cache"
+        streamed["X-Accel-Buffering"] = "no"
+        return _respond(ctx, streamed)
+    answer, usage = adapter.from_upstream(pipeline.parse(ctx, response), call)
+    pipeline.account(ctx, usage, status=200)
+    result = _respond(ctx, JsonResponse(answer))
+    result["x-aura-cost-usd"] = f"{ctx.cost:.8f}"
+    return result
+
+
+@_guard
+def embeddings(request, ctx):
+    _require(request, "POST")
+    ctx.caller = pipeline.authenticate(request)
+    body = pipeline.read_json(request)
+    pipeline.validate_embeddings(body)
+    ctx.model_requested = body["model"]
+    ctx.route = pipeline.route(ctx.caller, body["model"].strip(), "embeddings")
+    ctx.tokens_original = ctx.tokens_sent = pipeline.embedding_tokens(body, ctx.route.model)
+    adapter = ADAPTERS[ctx.route.provider.protocol]
+    call = pipeline.make_call(ctx.route, {**body, "stream": False})
+    upstream = pipeline.build(adapter.embeddings_to_upstream, call)
+    answer, usage = adapter.embeddings_from_upstream(pipeline.parse(ctx, pipeline.send(ctx, upstream, stream=False)), call)
+    if not usage.reported:
+        usage = pipeline.Usage(prompt_tokens=ctx.tokens_sent)
+        answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
+    pipeline.account(ctx, usage, status=200)
+    result = _respond(ctx, JsonResponse(answer))
+    result["x-aura-cost-usd"] = f"{ctx.cost:.8f}"
+    return result
+
+
+def _usable_models(caller):
+    vault = services.sealed_vault(caller.user_id)
+    providers = {k.provider for k in vault.keys} if vault else set()
+    return [m for m in catalog.load().models.values() if m.provider in providers]
+
+
+def _model_entry(model: catalog.Model) -> dict:
+    created = int(datetime.fromisoformat(catalog.load().version).replace(tzinfo=UTC).timestamp())
+    capabilities = sorted(model.capabilities)
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": created,
+        "owned_by": model.provider,
+        "provider": PROVIDERS[model.provider].name,
+        "context_window": model.context_window,
+        "max_output_tokens": model.max_output_tokens,
+        "capabilities": {c: c in capabilities for c in ("chat", "tools", "vision", "json", "embeddings")},
+        "pricing": model.prices.as_dict(),
+    }
+
+
+@_guard
+def models(request, ctx):
+    _require(request, "GET")
+    ctx.caller = pipeline.authenticate(request)
+    return _respond(ctx, JsonResponse({"object": "list", "data": [_model_entry(m) for m in _usable_models(ctx.caller)]}))
+
+
+@_guard
+def model(request, ctx, model_id):
+    _require(request, "GET")
+    ctx.caller = pipeline.authenticate(request)
+    for entry in _usable_models(ctx.caller):
+        if entry.id == model_id:
+            return _respond(ctx, JsonResponse(_model_entry(entry)))
+    raise errors.model_not_found(model_id)
+
+
+@_guard
+def not_found(request, ctx, rest=""):
+    raise ApiError(404, f"Unknown endpoint /v1/{rest[:100]}.", "invalid_request_error", "unknown_url")

@@ -1,0 +1,128 @@
+"""The official OpenAI SDK against AURA's live server, with the mock provider upstream."""
+
+import json
+
+from metrics.models import UsageRecord
+
+
+def test_chat_completion(sdk, upstream):
+    raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "ECHO:hello there"}])
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "hello there"
+    assert completion.usage.prompt_tokens > 0
+    assert raw.headers["x-aura-model"] == "gpt-4o-mini"
+    assert raw.headers["x-aura-provider"] == "openai"
+    assert raw.headers["x-request-id"].startswith("req_")
+    assert int(raw.headers["x-aura-tokens-original"]) == int(raw.headers["x-aura-tokens-sent"]) > 0
+    assert float(raw.headers["x-aura-overhead-ms"]) >= 0
+    sent = upstream.requests[-1]
+    assert sent["headers"]["authorization"] == "Bearer sk-openai-secret-0123456789"
+    assert sent["json"]["model"] == "gpt-4o-mini"
+
+    record = UsageRecord.objects.get()
+    assert record.request_id == raw.headers["x-request-id"]
+    assert record.prompt_tokens == completion.usage.prompt_tokens
+    assert record.completion_tokens == completion.usage.completion_tokens
+    assert f"{record.cost_usd:.8f}" == raw.headers["x-aura-cost-usd"]
+    assert record.status == 200 and not record.stream
+
+
+def test_cost_follows_the_catalog(sdk):
+    completion = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+    record = UsageRecord.objects.get()
+    from gateway.catalog import load
+
+    prices = load().models["gpt-4o-mini"].prices
+    expected = (completion.usage.prompt_tokens * prices.input + completion.usage.completion_tokens * prices.output) / 1_000_000
+    assert record.cost_usd == round(expected, 8)
+
+
+def test_parameters_reach_the_provider_unchanged(sdk, upstream):
+    sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}],
+        temperature=0.2,
+        top_p=0.9,
+        max_completion_tokens=50,
+        stop=["\n\n"],
+        seed=7,
+        user="end-user-1",
+        response_format={"type": "json_object"},
+        n=2,
+    )
+    sent = upstream.requests[-1]["json"]
+    assert sent["temperature"] == 0.2 and sent["top_p"] == 0.9 and sent["seed"] == 7 and sent["n"] == 2
+    assert sent["messages"][1]["content"][1]["image_url"]["url"] == "data:image/png;base64,AAAA"
+    assert sent["response_format"] == {"type": "json_object"}
+
+
+def test_streaming_with_usage(sdk):
+    stream = sdk.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "ECHO:one two three four"}], stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "one two three four"
+    assert chunks[-1].usage.completion_tokens == 4
+    assert len([c for c in chunks if c.choices]) >= 4  # relayed chunk by chunk, not as one answer
+    record = UsageRecord.objects.get()
+    assert record.stream and record.status == 200 and record.completion_tokens == 4
+    assert not record.tokens_counted
+
+
+def test_streaming_without_usage_is_still_accounted(sdk, upstream):
+    chunks = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "ECHO:a b c"}], stream=True))
+    assert all(c.usage is None for c in chunks)
+    assert upstream.requests[-1]["json"]["stream_options"] == {"include_usage": True}
+    assert UsageRecord.objects.get().completion_tokens == 3
+
+
+def test_tools_streamed(sdk):
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
+    chunks = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "CALL_TOOL please"}], tools=tools, stream=True))
+    arguments = "".join(
+        tc.function.arguments or "" for c in chunks if c.choices and c.choices[0].delta.tool_calls for tc in c.choices[0].delta.tool_calls
+    )
+    assert json.loads(arguments) == {"q": "mock"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_tools_and_tool_results(sdk):
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    first = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=tools, tool_choice="auto")
+    call = first.choices[0].message.tool_calls[0]
+    assert call.function.name == "lookup"
+    second = sdk.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[
+            {"role": "user", "content": "CALL_TOOL"},
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "42"},
+            {"role": "user", "content": "ECHO:done"},
+        ],
+        tools=tools,
+    )
+    assert second.choices[0].message.content == "done"
+
+
+def test_embeddings(sdk):
+    result = sdk.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"])
+    assert len(result.data) == 2 and len(result.data[0].embedding) == 8
+    record = UsageRecord.objects.get()
+    assert record.endpoint == "embeddings" and record.prompt_tokens == result.usage.prompt_tokens > 0
+
+
+def test_models_lists_what_the_account_can_use(sdk):
+    models = {m.id: m for m in sdk.models.list()}
+    assert "gpt-4o-mini" in models and "claude-sonnet-4-5" in models
+    assert not any(m.owned_by == "mistral" for m in models.values())
+    entry = models["gpt-4o-mini"].model_dump()
+    assert set(entry["pricing"]) == {"input", "cached_input", "cache_write", "output"}
+    assert entry["capabilities"]["chat"] is True and entry["context_window"] > 0
+    assert sdk.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+
+
+def test_a_provider_prefix_names_the_provider(sdk, upstream):
+    completion = sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "ECHO:x"}])
+    assert completion.choices[0].message.content == "x"
+    assert upstream.requests[-1]["json"]["model"] == "gpt-4o-mini"
