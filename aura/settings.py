@@ -8,6 +8,7 @@ with a message naming the variable. ``.env.example`` lists every knob.
 
 import base64
 import binascii
+import os
 import secrets
 from pathlib import Path
 
@@ -19,8 +20,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
 # A local .env (written by `make run`) fills in what the real environment does not.
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+ENV_FILE = Path(os.environ.get("AURA_ENV_FILE", BASE_DIR / ".env"))
+if ENV_FILE.is_file():
+    env.read_env(ENV_FILE)
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}

@@ -434,55 +434,19 @@ def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "") -
 
 
 def stream_events(ctx: Context, response: requests.Response, call: Call, adapter):
-    """Relay the answer chunk by chunk; account for it however the stream ends."""
+    """Relay the answer chunk by chunk; account for it however the stream ends.
+
+    A finished stream is accounted before its closing ``[DONE]``, so the record
+    exists by the time the client has its whole answer.
+    """
     state = StreamState()
-    status, error_class = 200, ""
-    try:
-        for item in adapter.stream_chunks(upstream.iter_lines(response), call, state):
-            yield sse(item)
-        if state.finished:
-            yield sse("[DONE]")
-        else:
-            status, error_class = 502, "stream_incomplete"
-            yield sse(
-                {
-                    "error": {
-                        "message": f"{ctx.route.provider.name} ended the stream early.",
-                        "type": "upstream_error",
-                        "param": None,
-                        "code": "stream_incomplete",
-                    }
-                }
-            )
-    except GeneratorExit:
-        status, error_class = 499, "client_disconnected"
-        raise
-    except UpstreamStreamError as error:
-        status, error_class = 502, "stream_error"
-        yield sse(
-            {
-                "error": {
-                    "message": f"{ctx.route.provider.name} reported an error mid-stream ({error.args[0]}).",
-                    "type": "upstream_error",
-                    "param": None,
-                    "code": "upstream_error",
-                }
-            }
-        )
-    except (requests.RequestException, OSError, ValueError) as error:
-        status, error_class = 502, type(error).__name__[:40]
-        yield sse(
-            {
-                "error": {
-                    "message": f"The stream from {ctx.route.provider.name} broke off.",
-                    "type": "upstream_error",
-                    "param": None,
-                    "code": "stream_interrupted",
-                }
-            }
-        )
-    finally:
-        response.close()
+    accounted = False
+
+    def settle(status: int, error_class: str = "") -> None:
+        nonlocal accounted
+        if accounted:
+            return
+        accounted = True
         ctx.upstream_seconds += time.perf_counter() - (ctx.upstream_started or time.perf_counter())
         usage = state.usage
         if not usage.reported:
@@ -493,3 +457,28 @@ def stream_events(ctx: Context, response: requests.Response, call: Call, adapter
             account(ctx, usage, status=status, error_class=error_class)
         except Exception as error:  # the client has its answer; a failed write must not raise into the server
             log.error("usage record for %s not written: %s", ctx.request_id, type(error).__name__)
+
+    def failure(message: str, code: str) -> bytes:
+        return sse({"error": {"message": message, "type": "upstream_error", "param": None, "code": code}})
+
+    name = ctx.route.provider.name
+    try:
+        for item in adapter.stream_chunks(upstream.iter_lines(response), call, state):
+            yield sse(item)
+        if state.finished:
+            settle(200)
+            yield sse("[DONE]")
+        else:
+            settle(502, "stream_incomplete")
+            yield failure(f"{name} ended the stream early.", "stream_incomplete")
+    except GeneratorExit:
+        settle(499, "client_disconnected")
+        raise
+    except UpstreamStreamError as error:
+        settle(502, "stream_error")
+        yield failure(f"{name} reported an error mid-stream ({error.args[0]}).", "upstream_error")
+    except (requests.RequestException, OSError, ValueError) as error:
+        settle(502, type(error).__name__[:40])
+        yield failure(f"The stream from {name} broke off.", "stream_interrupted")
+    finally:
+        response.close()

@@ -16,7 +16,12 @@ DEPLOY_CHECK = (
 
 
 def start(env: dict, *names: str, command=None):
-    base = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "aura.settings", "AURA_DATA_DIR": env.pop("AURA_DATA_DIR", "")}
+    base = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "aura.settings",
+        "AURA_DATA_DIR": env.pop("AURA_DATA_DIR", ""),
+        "AURA_ENV_FILE": "/nonexistent/.env",  # a developer's local .env must not leak in
+    }
     code = command or PROBE % (list(names),)
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
 

@@ -23,7 +23,11 @@ def wire(user, mock, providers=("openai", "anthropic", "gemini")):
     bases = {"openai": f"{mock.url}/v1", "anthropic": mock.url, "gemini": mock.url, "mistral": f"{mock.url}/v1", "custom": f"{mock.url}/v1"}
     for provider in providers:
         services.provider_key_save(
-            user=user, provider=provider, api_key=f"sk-{provider}-secret-0123456789", base_url=bases[provider], label="local" if provider == "custom" else ""
+            user=user,
+            provider=provider,
+            api_key=f"sk-{provider}-secret-0123456789",
+            base_url=bases[provider],
+            label="local" if provider == "custom" else "",
         )
     _key, secret = services.api_key_issue(user=user, name="tests")
     return secret

@@ -40,7 +40,13 @@ def test_cost_follows_the_catalog(sdk):
 def test_parameters_reach_the_provider_unchanged(sdk, upstream):
     sdk.chat.completions.create(
         model="gpt-4o-mini",
-        messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}],
+        messages=[
+            {"role": "developer", "content": "Be brief."},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}],
+            },
+        ],
         temperature=0.2,
         top_p=0.9,
         max_completion_tokens=50,
@@ -58,7 +64,10 @@ def test_parameters_reach_the_provider_unchanged(sdk, upstream):
 
 def test_streaming_with_usage(sdk):
     stream = sdk.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "ECHO:one two three four"}], stream=True, stream_options={"include_usage": True}
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "ECHO:one two three four"}],
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -78,8 +87,14 @@ def test_streaming_without_usage_is_still_accounted(sdk, upstream):
 
 
 def test_tools_streamed(sdk):
-    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]
-    chunks = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "CALL_TOOL please"}], tools=tools, stream=True))
+    tools = [
+        {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}
+    ]
+    chunks = list(
+        sdk.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "CALL_TOOL please"}], tools=tools, stream=True
+        )
+    )
     arguments = "".join(
         tc.function.arguments or "" for c in chunks if c.choices and c.choices[0].delta.tool_calls for tc in c.choices[0].delta.tool_calls
     )
@@ -89,7 +104,9 @@ def test_tools_streamed(sdk):
 
 def test_tools_and_tool_results(sdk):
     tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
-    first = sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=tools, tool_choice="auto")
+    first = sdk.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=tools, tool_choice="auto"
+    )
     call = first.choices[0].message.tool_calls[0]
     assert call.function.name == "lookup"
     second = sdk.chat.completions.create(
