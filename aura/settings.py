@@ -173,7 +173,16 @@ TEMPLATES = [
 
 if EMBEDDED:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "aura.sqlite3"}}
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "aura.sqlite3",
+            # Concurrent writers wait for the lock instead of failing; WAL lets readers go on meanwhile.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
+            # A file, not shared-cache memory, so the live-server tests' threads wait on locks like a real server.
+            "TEST": {"NAME": DATA_DIR / "test.sqlite3"},
+        }
+    }
 else:
     try:
         DATABASES = {"default": env.db_url("DATABASE_URL")}

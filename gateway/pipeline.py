@@ -403,9 +403,21 @@ def parse(ctx: Context, response: requests.Response) -> dict:
 
 
 def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "") -> None:
-    """One usage record per upstream call, keyed by the request id. Counts and money only."""
+    """One usage record per upstream call, keyed by the request id. Counts and money only.
+
+    A failed write is logged and swallowed: the provider has answered (and billed),
+    so the client gets its answer rather than an error for our bookkeeping.
+    """
     route = ctx.route
     ctx.cost = cost_of(usage, route.model.prices)
+    try:
+        _write_record(ctx, usage, status, error_class)
+    except Exception as error:
+        log.error("usage record for %s not written: %s", ctx.request_id, type(error).__name__)
+
+
+def _write_record(ctx: Context, usage: Usage, status: int, error_class: str) -> None:
+    route = ctx.route
     usage_record(
         request_id=ctx.request_id,
         user_id=ctx.caller.user_id,
@@ -453,10 +465,7 @@ def stream_events(ctx: Context, response: requests.Response, call: Call, adapter
             # No usage from the provider (it never came, or the client left): count what was sent.
             text = "".join(state.sent_chars)
             usage = Usage(prompt_tokens=ctx.tokens_sent, completion_tokens=tokenizer.count_tokens(text, encoding_for(ctx.route.model)))
-        try:
-            account(ctx, usage, status=status, error_class=error_class)
-        except Exception as error:  # the client has its answer; a failed write must not raise into the server
-            log.error("usage record for %s not written: %s", ctx.request_id, type(error).__name__)
+        account(ctx, usage, status=status, error_class=error_class)
 
     def failure(message: str, code: str) -> bytes:
         return sse({"error": {"message": message, "type": "upstream_error", "param": None, "code": code}})

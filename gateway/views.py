@@ -36,14 +36,10 @@ def _guard(view):
             return view(request, ctx, *args, **kwargs)
         except ApiError as error:
             return _fail(ctx, error)
-        except Exception as error:
+        except Exception:
             log.exception("unexpected error in /v1 %s (%s)", view.__name__, ctx.request_id)
             failure = ApiError(500, "AURA hit an internal error. It has been logged; try again.", "server_error", "internal_error")
-            try:
-                return _fail(ctx, failure)
-            except Exception:
-                log.error("could not account for %s: %s", ctx.request_id, type(error).__name__)
-                return _respond(ctx, failure.response())
+            return _fail(ctx, failure)
 
     wrapper.__name__ = view.__name__
     return wrapper

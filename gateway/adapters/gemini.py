@@ -4,8 +4,10 @@ The key travels in the ``x-goog-api-key`` header, never in the URL, where a
 proxy or access log could keep it.
 """
 
+import base64
 import hashlib
 import json
+import struct
 import time
 
 from .base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
@@ -248,6 +250,9 @@ def embeddings_to_upstream(call: Call) -> Upstream:
 
 def embeddings_from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
     vectors = [item.get("values") or [] for item in data.get("embeddings") or ()]
+    if call.body.get("encoding_format") == "base64":
+        # What the OpenAI SDK asks for by default: little-endian float32, base64-encoded.
+        vectors = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors]
     response = {
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],

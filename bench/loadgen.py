@@ -1,0 +1,417 @@
+"""A light HTTP/1.1 load generator for bench/gateway.py: raw sockets, one process, loopback only.
+
+    python bench/loadgen.py < spec.json     # prints one JSON object with the results
+
+The spec (read from stdin, so keys never show in ``ps``) is::
+
+    {"mode": "sequential" | "throughput" | "streams" | "calls",
+     "host": "127.0.0.1", "port": 8000, "path": "/v1/chat/completions",
+     "headers": {"Authorization": "Bearer ..."}, "body": {...},
+     "count": 2000, "warmup": 200,          # sequential: calls on one keep-alive connection
+     "connections": 50, "duration": 15,     # throughput: keep-alive connections for a fixed time
+     "streams": 1000,                        # streams: concurrent streamed calls, one connection each
+     "calls": 10000,                         # calls: a fixed number of calls over `connections`
+     "collect_header": "x-aura-overhead-ms", "timeout": 30}
+
+A call succeeds when the status is 200 and the body is complete; a streamed call must also end
+with ``data: [DONE]`` and carry no ``"error"`` event. Every loop is bounded in count and time,
+and only loopback addresses are accepted.
+"""
+
+import asyncio
+import ipaddress
+import json
+import resource
+import socket
+import statistics
+import sys
+import time
+from collections import Counter
+
+RECV = 65536
+
+
+class ProtocolError(Exception):
+    pass
+
+
+class Response:
+    __slots__ = ("status", "headers", "body", "close")
+
+    def __init__(self, status: int, headers: dict, body: bytes, close: bool):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.close = close
+
+
+class ResponseParser:
+    """Incremental HTTP/1.1 response parser (Content-Length, chunked, or until close); sans I/O."""
+
+    def __init__(self):
+        self.buffer = bytearray()
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.body = bytearray()
+        self.state = "head"
+        self.remaining = 0
+        self.close = False
+
+    def feed(self, data: bytes) -> Response | None:
+        """Take more bytes; return the response once it is complete. ``b""`` means the peer closed."""
+        if not data:
+            if self.state == "until_close":
+                return self._done()
+            raise ProtocolError("connection closed mid-response" if self.state != "head" or self.buffer else "connection closed")
+        self.buffer += data
+        while True:
+            if self.state == "head":
+                end = self.buffer.find(b"\r\n\r\n")
+                if end < 0:
+                    return None
+                lines = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+                del self.buffer[: end + 4]
+                parts = lines[0].split(" ", 2)
+                if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+                    raise ProtocolError("bad status line")
+                self.status = int(parts[1])
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    self.headers[name.strip().lower()] = value.strip()
+                self.close = self.headers.get("connection", "").lower() == "close" or parts[0] == "HTTP/1.0"
+                if "chunked" in self.headers.get("transfer-encoding", "").lower():
+                    self.state = "chunk_size"
+                elif "content-length" in self.headers:
+                    self.remaining = int(self.headers["content-length"])
+                    self.state = "length"
+                else:
+                    self.state = "until_close"
+                    self.close = True
+            elif self.state == "length":
+                take = min(self.remaining, len(self.buffer))
+                self.body += self.buffer[:take]
+                del self.buffer[:take]
+                self.remaining -= take
+                if self.remaining:
+                    return None
+                return self._done()
+            elif self.state == "chunk_size":
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    return None
+                self.remaining = int(bytes(self.buffer[:end]).split(b";", 1)[0], 16)
+                del self.buffer[: end + 2]
+                self.state = "chunk_data" if self.remaining else "trailer"
+            elif self.state == "chunk_data":
+                if len(self.buffer) < self.remaining + 2:
+                    return None
+                self.body += self.buffer[: self.remaining]
+                del self.buffer[: self.remaining + 2]
+                self.state = "chunk_size"
+            elif self.state == "trailer":
+                end = self.buffer.find(b"\r\n")
+                if end < 0:
+                    return None
+                del self.buffer[: end + 2]
+                if end == 0:
+                    return self._done()
+            else:  # until_close
+                self.body += self.buffer
+                self.buffer.clear()
+                return None
+
+    def _done(self) -> Response:
+        return Response(self.status, self.headers, bytes(self.body), self.close)
+
+
+def check_loopback(host: str) -> None:
+    if not ipaddress.ip_address(socket.gethostbyname(host)).is_loopback:
+        raise SystemExit(f"loadgen only targets loopback addresses, not {host}")
+
+
+def build_request(spec: dict, *, close: bool = False) -> bytes:
+    body = json.dumps(spec["body"], separators=(",", ":")).encode() if spec.get("body") is not None else b""
+    method = "POST" if body else "GET"
+    headers = {
+        "Host": f"{spec['host']}:{spec['port']}",
+        "User-Agent": "aura-bench/1.0",
+        "Accept": "*/*",
+        **spec.get("headers", {}),
+    }
+    if body:
+        headers["Content-Type"] = "application/json"
+        headers["Content-Length"] = str(len(body))
+    if close:
+        headers["Connection"] = "close"
+    head = f"{method} {spec['path']} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    return head.encode("latin-1") + body
+
+
+def failure(response: Response, stream: bool) -> str | None:
+    """Why a complete response does not count as a success, or None."""
+    if response.status != 200:
+        return f"HTTP {response.status}"
+    if stream:
+        if b"data: [DONE]" not in response.body:
+            return "stream without [DONE]"
+        if b'"error"' in response.body:
+            return "error event in stream"
+    return None
+
+
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+    return {
+        "n": len(ordered),
+        "p50": pick(0.50),
+        "p90": pick(0.90),
+        "p99": pick(0.99),
+        "max": ordered[-1],
+        "mean": statistics.fmean(ordered),
+    }
+
+
+# sequential: one blocking socket, the most accurate clock we can have in Python ---------------
+
+
+class BlockingClient:
+    def __init__(self, host: str, port: int, timeout: float):
+        self.address = (host, port)
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection(self.address, timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def call(self, request: bytes) -> Response:
+        if self.sock is None:
+            self.sock = self._connect()
+        try:
+            self.sock.sendall(request)
+            parser = ResponseParser()
+            while (response := parser.feed(self.sock.recv(RECV))) is None:
+                pass
+        except BaseException:
+            self.close()
+            raise
+        if response.close:
+            self.close()
+        return response
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+def run_sequential(spec: dict) -> dict:
+    request = build_request(spec)
+    client = BlockingClient(spec["host"], spec["port"], spec.get("timeout", 30))
+    header = spec.get("collect_header")
+    latencies, header_values, errors = [], [], Counter()
+    deadline = time.monotonic() + spec.get("max_seconds", 600)
+    for index in range(spec.get("warmup", 0) + spec["count"]):
+        if time.monotonic() > deadline:
+            errors["phase deadline reached"] += 1
+            break
+        measured = index >= spec.get("warmup", 0)
+        started = time.perf_counter()
+        try:
+            response = client.call(request)
+        except (OSError, ProtocolError, ValueError) as error:
+            if measured:
+                errors[type(error).__name__] += 1
+            continue
+        elapsed = (time.perf_counter() - started) * 1000
+        if not measured:
+            continue
+        problem = failure(response, stream=False)
+        if problem:
+            errors[problem] += 1
+            continue
+        latencies.append(elapsed)
+        if header and header in response.headers:
+            header_values.append(float(response.headers[header]))
+    client.close()
+    result = {"ok": len(latencies), "errors": sum(errors.values()), "error_kinds": dict(errors.most_common(5))}
+    result["latency_ms"] = percentiles(latencies)
+    if header:
+        result["header"] = {"name": header, **percentiles(header_values)}
+    return result
+
+
+# concurrent modes: asyncio streams over raw sockets ----------------------------------------------
+
+
+async def _open(spec: dict, timeout: float):
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(spec["host"], spec["port"], limit=RECV), timeout)
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return reader, writer
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, on_first_byte=None) -> Response:
+    writer.write(request)
+    parser = ResponseParser()
+    first = True
+    while True:
+        data = await reader.read(RECV)
+        if first and data and on_first_byte:
+            on_first_byte()
+        first = False
+        response = parser.feed(data)
+        if response is not None:
+            return response
+
+
+class Pool:
+    """Shared bookkeeping for the keep-alive workers of the throughput and calls modes."""
+
+    def __init__(self, spec: dict, budget: int | None, deadline: float):
+        self.spec = spec
+        self.request = build_request(spec)
+        self.timeout = spec.get("timeout", 30)
+        self.budget = budget
+        self.deadline = deadline
+        self.latencies: list[float] = []
+        self.errors: Counter = Counter()
+        self.late = 0
+
+    def take(self) -> bool:
+        if time.perf_counter() >= self.deadline:
+            return False
+        if self.budget is None:
+            return True
+        if self.budget <= 0:
+            return False
+        self.budget -= 1
+        return True
+
+    async def worker(self) -> None:
+        conn = None
+        try:
+            while self.take():
+                started = time.perf_counter()
+                try:
+                    if conn is None:
+                        conn = await _open(self.spec, self.timeout)
+                    response = await asyncio.wait_for(_exchange(*conn, self.request), self.timeout)
+                except (OSError, ProtocolError, TimeoutError, ValueError) as error:
+                    self.errors[type(error).__name__] += 1
+                    if conn is not None:
+                        conn[1].close()
+                        conn = None
+                    continue
+                finished = time.perf_counter()
+                if response.close:
+                    conn[1].close()
+                    conn = None
+                problem = failure(response, stream=False)
+                if problem:
+                    self.errors[problem] += 1
+                elif finished > self.deadline:
+                    self.late += 1
+                else:
+                    self.latencies.append((finished - started) * 1000)
+        finally:
+            if conn is not None:
+                conn[1].close()
+
+
+async def run_pool(spec: dict, *, budget: int | None, duration: float) -> dict:
+    started = time.perf_counter()
+    pool = Pool(spec, budget, started + duration)
+    await asyncio.gather(*(pool.worker() for _ in range(spec["connections"])))
+    elapsed = min(time.perf_counter(), pool.deadline) - started
+    return {
+        "ok": len(pool.latencies),
+        "errors": sum(pool.errors.values()),
+        "error_kinds": dict(pool.errors.most_common(5)),
+        "finished_after_deadline": pool.late,
+        "seconds": elapsed,
+        "rps": len(pool.latencies) / elapsed if elapsed > 0 else 0.0,
+        "latency_ms": percentiles(pool.latencies),
+    }
+
+
+async def run_streams(spec: dict) -> dict:
+    request = build_request(spec, close=True)
+    timeout = spec.get("timeout", 120)
+    totals, first_bytes, ends, errors = [], [], [], Counter()
+    start_gate = asyncio.Event()
+
+    async def one() -> None:
+        await start_gate.wait()
+        started = time.perf_counter()
+        marks = {}
+        conn = None
+        try:
+            conn = await _open(spec, timeout)
+            response = await asyncio.wait_for(
+                _exchange(*conn, request, on_first_byte=lambda: marks.setdefault("first", time.perf_counter())), timeout
+            )
+        except (OSError, ProtocolError, TimeoutError, ValueError) as error:
+            errors[type(error).__name__] += 1
+            return
+        finally:
+            if conn is not None:
+                conn[1].close()
+        finished = time.perf_counter()
+        problem = failure(response, stream=True)
+        if problem:
+            errors[problem] += 1
+            return
+        totals.append(finished - started)
+        first_bytes.append(marks.get("first", finished) - started)
+        ends.append(finished)
+
+    tasks = [asyncio.ensure_future(one()) for _ in range(spec["streams"])]
+    await asyncio.sleep(0)
+    began = time.perf_counter()
+    start_gate.set()
+    await asyncio.gather(*tasks)
+    wall = (max(ends) - began) if ends else time.perf_counter() - began
+    return {
+        "streams": spec["streams"],
+        "ok": len(totals),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors.most_common(5)),
+        "seconds": wall,
+        "completed_per_s": len(totals) / wall if wall > 0 else 0.0,
+        "total_s": percentiles(totals),
+        "first_byte_s": percentiles(first_bytes),
+    }
+
+
+def main() -> None:
+    spec = json.load(sys.stdin)
+    check_loopback(spec["host"])
+    mode = spec["mode"]
+    started = time.perf_counter()
+    if mode == "sequential":
+        result = run_sequential(spec)
+    elif mode == "throughput":
+        result = asyncio.run(run_pool(spec, budget=None, duration=float(spec["duration"])))
+    elif mode == "calls":
+        result = asyncio.run(run_pool(spec, budget=int(spec["calls"]), duration=float(spec.get("max_seconds", 600))))
+    elif mode == "streams":
+        result = asyncio.run(run_streams(spec))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["loadgen_cpu_s"] = usage.ru_utime + usage.ru_stime
+    result["loadgen_wall_s"] = time.perf_counter() - started
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Exactly one usage record per upstream call, however the call ends."""
+
+import json
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from metrics.models import UsageRecord
+
+
+def test_concurrent_calls_leave_exactly_one_record_each(live_server, alice_key, upstream):
+    url = live_server.url + "/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {alice_key}"}
+
+    def one(i):
+        body = {"model": "gpt-4o-mini", "stream": i % 2 == 0, "messages": [{"role": "user", "content": f"ECHO:call {i}"}]}
+        return requests.post(url, json=body, headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(one, range(200)))
+    assert statuses == [200] * 200
+    deadline = time.time() + 5
+    while UsageRecord.objects.count() < 200 and time.time() < deadline:
+        time.sleep(0.05)
+    assert UsageRecord.objects.count() == 200
+    assert UsageRecord.objects.values("request_id").distinct().count() == 200
+
+
+def test_a_client_that_leaves_mid_stream_is_still_accounted(live_server, alice_key, upstream):
+    upstream.chunk_delay_ms = 200
+    try:
+        host, port = live_server.url.removeprefix("http://").split(":")
+        body = json.dumps(
+            {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "ECHO:" + " ".join(["word"] * 30)}]}
+        )
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                (
+                    f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice_key}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+                ).encode()
+            )
+            received = b""
+            while received.count(b"data:") < 3:
+                received += conn.recv(4096)
+        deadline = time.time() + 15
+        while not UsageRecord.objects.exists() and time.time() < deadline:
+            time.sleep(0.1)
+        record = UsageRecord.objects.get()
+        assert record.status == 499 and record.error_class == "client_disconnected"
+        assert 1 <= record.completion_tokens < 30
+        assert record.tokens_counted
+    finally:
+        upstream.chunk_delay_ms = 0

@@ -1,0 +1,124 @@
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from gateway.models import ProviderKey
+
+
+def add(client, mock, **fields):
+    data = {"provider": "openai", "api_key": "sk-page-secret-0123456789", "base_url": f"{mock.url}/v1", "label": "", **fields}
+    return client.post("/providers/", data, follow=True)
+
+
+def test_adding_a_key_checks_it_and_shows_it_masked(alice_client, upstream):
+    body = add(alice_client, upstream).content.decode()
+    assert "the provider accepted it" in body
+    assert "••••6789" in body and "sk-page-secret" not in body
+    key = ProviderKey.objects.get()
+    assert key.check_status == "ok"
+    assert upstream.requests[-1]["path"] == "/v1/models"
+
+
+def test_a_key_the_provider_rejects_is_saved_and_flagged(alice_client, upstream):
+    upstream.fail_next(401)
+    body = add(alice_client, upstream).content.decode()
+    assert "the provider rejected it" in body
+    assert ProviderKey.objects.get().check_status == "rejected"
+
+
+def test_an_unreachable_provider_says_the_key_was_not_checked(alice_client, upstream):
+    body = add(alice_client, upstream, base_url="http://127.0.0.1:9/v1").content.decode()
+    assert "was not checked" in body
+    assert ProviderKey.objects.get().check_status == "unchecked"
+
+
+def test_a_custom_server_needs_a_base_url_and_label(alice_client, upstream):
+    body = add(alice_client, upstream, provider="custom", base_url="").content.decode()
+    assert "needs its base URL" in body and "Give the server a label" in body
+    assert not ProviderKey.objects.exists()
+
+
+def test_a_duplicate_is_a_form_error(alice_client, upstream):
+    add(alice_client, upstream)
+    body = add(alice_client, upstream).content.decode()
+    assert "You already have a key for this provider" in body
+    assert ProviderKey.objects.count() == 1
+
+
+def test_private_addresses_are_refused_when_not_allowed(alice_client, upstream, settings):
+    settings.AURA_UPSTREAM_ALLOW_PRIVATE = False
+    body = add(alice_client, upstream, base_url="http://169.254.169.254/v1").content.decode()
+    assert "private or local address" in body
+    assert not ProviderKey.objects.exists()
+
+
+def test_replace_overwrites_the_secret(alice_client, upstream):
+    add(alice_client, upstream)
+    key = ProviderKey.objects.get()
+    old = bytes(key.ciphertext)
+    alice_client.post(f"/providers/{key.pk}/", {"api_key": "sk-replacement-key-9999"})
+    key.refresh_from_db()
+    assert key.last4 == "9999" and bytes(key.ciphertext) != old
+
+
+def test_delete_removes_it(alice_client, upstream):
+    add(alice_client, upstream)
+    key = ProviderKey.objects.get()
+    alice_client.post(f"/providers/{key.pk}/delete/")
+    assert not ProviderKey.objects.exists()
+
+
+def test_bob_gets_404_for_alices_key(alice_client, client, bob, upstream):
+    add(alice_client, upstream)
+    key = ProviderKey.objects.get()
+    client.force_login(bob)
+    assert client.get(f"/providers/{key.pk}/").status_code == 404
+    assert client.post(f"/providers/{key.pk}/", {"api_key": "sk-hijack-000000"}).status_code == 404
+    assert client.post(f"/providers/{key.pk}/delete/").status_code == 404
+    assert ProviderKey.objects.get().last4 == "6789"
+
+
+def test_bob_cannot_use_alices_provider_keys(bob, live_server, upstream, alice_key):
+    import requests
+
+    from gateway.services import api_key_issue
+
+    _k, bobs_key = api_key_issue(user=bob, name="bob")
+    response = requests.post(
+        live_server.url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {bobs_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "provider_key_missing"
+
+
+def test_the_cli_adds_and_replaces(alice, upstream):
+    out = StringIO()
+    args = ["aura", "provider-add", "--email", "alice@example.org", "--provider", "openai", "--base-url", f"{upstream.url}/v1"]
+    call_command(*args, "--api-key", "sk-cli-first-key-1111", stdout=out)
+    call_command(*args, "--api-key", "sk-cli-second-key-2222", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "added openai key ••••1111 (checked with the provider)"
+    assert lines[1] == "replaced openai key ••••2222 (checked with the provider)"
+    assert ProviderKey.objects.get().last4 == "2222"
+    assert "sk-cli" not in out.getvalue()
+
+
+def test_the_cli_refuses_a_custom_server_without_url(alice):
+    with pytest.raises(CommandError, match="needs its base URL"):
+        call_command("aura", "provider-add", "--email", "alice@example.org", "--provider", "custom", "--api-key", "sk-xxxxxxxxxxxx")
+
+
+def test_a_custom_server_is_called_by_its_label(alice, live_server, upstream):
+    from openai import OpenAI
+
+    from tests.gateway.conftest import wire
+
+    secret = wire(alice, upstream, providers=("custom",))
+    sdk = OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0)
+    completion = sdk.chat.completions.create(model="local/llama3.3", messages=[{"role": "user", "content": "ECHO:from ollama"}])
+    assert completion.choices[0].message.content == "from ollama"
+    assert upstream.requests[-1]["json"]["model"] == "llama3.3"

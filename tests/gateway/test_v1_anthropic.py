@@ -1,0 +1,134 @@
+"""OpenAI requests translated to Anthropic's Messages API and back, against the mock over HTTP."""
+
+import json
+
+from metrics.models import UsageRecord
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "lookup", "description": "Find", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}},
+    }
+]
+
+
+def test_chat_is_translated_both_ways(sdk, upstream):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="claude-sonnet-4-5",
+        messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "ECHO:bonjour"}],
+        max_tokens=64,
+        temperature=1.5,
+        stop="END",
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "bonjour"
+    assert completion.choices[0].finish_reason == "stop"
+    assert raw.headers["x-aura-provider"] == "anthropic"
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/v1/messages"
+    assert sent["headers"]["x-api-key"] == "sk-anthropic-secret-0123456789"
+    assert sent["headers"]["anthropic-version"] == "2023-06-01"
+    body = sent["json"]
+    assert body["system"] == [{"type": "text", "text": "Be terse."}]
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "ECHO:bonjour"}]}]
+    assert body["max_tokens"] == 64 and body["temperature"] == 1.0 and body["stop_sequences"] == ["END"]
+
+
+def test_images_become_image_blocks(sdk, upstream):
+    sdk.chat.completions.create(
+        model="claude-sonnet-4-5",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is it"},
+                    {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,QUJD"}},
+                ],
+            }
+        ],
+    )
+    block = upstream.requests[-1]["json"]["messages"][0]["content"][1]
+    assert block == {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "QUJD"}}
+
+
+def test_tool_calls_and_results_round_trip(sdk, upstream):
+    first = sdk.chat.completions.create(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS, tool_choice="required"
+    )
+    assert upstream.requests[-1]["json"]["tool_choice"] == {"type": "any"}
+    assert upstream.requests[-1]["json"]["tools"][0]["input_schema"]["properties"] == {"q": {"type": "string"}}
+    message = first.choices[0].message
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert json.loads(message.tool_calls[0].function.arguments) == {"q": "mock"}
+    sdk.chat.completions.create(
+        model="claude-sonnet-4-5",
+        messages=[
+            {"role": "user", "content": "CALL_TOOL"},
+            message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "42"},
+        ],
+        tools=TOOLS,
+    )
+    turns = upstream.requests[-1]["json"]["messages"]
+    assert turns[1]["content"][-1]["type"] == "tool_use"
+    assert turns[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": message.tool_calls[0].id, "content": "42"}]}
+
+
+def test_streaming_is_translated_to_openai_chunks(sdk):
+    chunks = list(
+        sdk.chat.completions.create(
+            model="claude-sonnet-4-5",
+            messages=[{"role": "user", "content": "ECHO:un deux trois"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "un deux trois"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == 3
+    assert UsageRecord.objects.get().completion_tokens == 3
+
+
+def test_streamed_tool_calls_reassemble(sdk):
+    chunks = list(
+        sdk.chat.completions.create(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS, stream=True
+        )
+    )
+    calls = [tc for c in chunks if c.choices and c.choices[0].delta.tool_calls for tc in c.choices[0].delta.tool_calls]
+    assert calls[0].function.name == "lookup" and calls[0].id
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"q": "mock"}
+    assert chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_cache_reads_and_writes_are_counted_and_priced(sdk):
+    from gateway.catalog import load
+
+    long_system = "You are a careful assistant. " * 400
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": long_system, "cache_control": {"type": "ephemeral"}}]},
+        {"role": "user", "content": "ECHO:ok"},
+    ]
+    first = sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages)
+    second = sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages)
+    written, read = UsageRecord.objects.order_by("created", "id")
+    assert written.cache_write_tokens > 0 and written.cached_tokens == 0
+    assert read.cached_tokens == written.cache_write_tokens and read.cache_write_tokens == 0
+    assert second.usage.prompt_tokens_details.cached_tokens == read.cached_tokens
+    assert first.usage.prompt_tokens == second.usage.prompt_tokens
+    prices = load().models["claude-sonnet-4-5"].prices
+    uncached = read.prompt_tokens - read.cached_tokens
+    expected = (uncached * prices.input + read.cached_tokens * prices.cached_input + read.completion_tokens * prices.output) / 1_000_000
+    assert read.cost_usd == round(expected, 8)
+    assert read.cost_usd < written.cost_usd
+
+
+def test_n_above_one_is_refused_clearly(sdk):
+    import openai
+    import pytest
+
+    with pytest.raises(openai.BadRequestError) as error:
+        sdk.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], n=2)
+    assert error.value.body["param"] == "n"
+    assert not UsageRecord.objects.exists()

@@ -1,0 +1,180 @@
+"""Every error the /v1 surface can give is in OpenAI's shape, with the status OpenAI would use."""
+
+import json
+
+import openai
+import pytest
+import requests
+
+from metrics.models import UsageRecord
+
+
+def shape(response):
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+@pytest.fixture
+def post(live_server, alice_key):
+    def send(body, key=alice_key, raw=None, headers=None, path="/v1/chat/completions"):
+        data = raw if raw is not None else json.dumps(body)
+        return requests.post(
+            live_server.url + path,
+            data=data,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})},
+            timeout=20,
+        )
+
+    return send
+
+
+HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_a_bad_key_is_401(post):
+    response = post(HELLO, key="aura_not-a-real-key")
+    assert response.status_code == 401
+    assert shape(response)["code"] == "invalid_api_key"
+
+
+def test_no_key_is_401(live_server, db):
+    response = requests.post(live_server.url + "/v1/chat/completions", json=HELLO, timeout=10)
+    assert response.status_code == 401 and shape(response)["type"] == "invalid_request_error"
+
+
+def test_malformed_json_is_400(post):
+    response = post(None, raw="{not json")
+    assert response.status_code == 400
+    assert "could not parse the JSON body" in shape(response)["message"]
+
+
+def test_a_json_array_body_is_400(post):
+    assert post(None, raw="[1, 2]").status_code == 400
+
+
+@pytest.mark.parametrize(
+    "body, param",
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"model": "gpt-4o-mini"}, "messages"),
+        ({"model": "gpt-4o-mini", "messages": []}, "messages"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "robot", "content": "hi"}]}, "messages[0]"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({**HELLO, "temperature": 3}, "temperature"),
+        ({**HELLO, "n": 0}, "n"),
+        ({**HELLO, "max_tokens": "lots"}, "max_tokens"),
+        ({**HELLO, "stream": "yes"}, "stream"),
+        ({**HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({**HELLO, "tools": [{"type": "function"}]}, "tools"),
+        ({**HELLO, "response_format": {"type": "yaml"}}, "response_format"),
+    ],
+)
+def test_invalid_fields_are_400_naming_the_param(post, body, param):
+    response = post(body)
+    assert response.status_code == 400
+    assert shape(response)["param"] == param
+
+
+def test_an_unknown_model_is_404(post):
+    response = post({**HELLO, "model": "gpt-9-imaginary"})
+    assert response.status_code == 404
+    assert shape(response)["code"] == "model_not_found"
+
+
+def test_a_model_without_a_provider_key_says_which_to_add(post):
+    response = post({**HELLO, "model": "mistral-small-latest"})
+    assert response.status_code == 400
+    error = shape(response)
+    assert error["code"] == "provider_key_missing" and "No Mistral key" in error["message"]
+
+
+def test_a_chat_model_cannot_embed(post):
+    response = post({"model": "gpt-4o-mini", "input": "x"}, path="/v1/embeddings")
+    assert response.status_code == 400 and shape(response)["code"] == "model_not_supported"
+
+
+def test_an_oversized_body_is_413_before_it_is_read(post, settings):
+    settings.AURA_MAX_BODY_BYTES = 4096
+    response = post({**HELLO, "messages": [{"role": "user", "content": "x" * 10_000}]})
+    assert response.status_code == 413
+    assert shape(response)["code"] == "request_too_large"
+
+
+def test_upstream_429_passes_retry_after(post, upstream):
+    upstream.fail_next(429, headers={"Retry-After": "7"})
+    response = post(HELLO)
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    assert shape(response)["code"] == "rate_limit_exceeded"
+    record = UsageRecord.objects.get()
+    assert record.status == 429 and record.error_class == "rate_limit_exceeded"
+
+
+def test_upstream_5xx_is_502(post, upstream):
+    upstream.fail_next(503)
+    response = post(HELLO)
+    assert response.status_code == 502 and shape(response)["type"] == "upstream_error"
+    assert UsageRecord.objects.get().status == 502
+
+
+def test_upstream_timeout_is_504(post, settings):
+    settings.AURA_UPSTREAM_READ_TIMEOUT = 0.5
+    response = post({**HELLO, "messages": [{"role": "user", "content": "FAIL_TIMEOUT"}]})
+    assert response.status_code == 504
+    assert shape(response)["code"] == "upstream_timeout"
+    assert UsageRecord.objects.get().error_class == "upstream_timeout"
+
+
+def test_an_unreachable_provider_is_502(post, alice):
+    from gateway.models import ProviderKey
+    from gateway.services import provider_key_save
+
+    key = ProviderKey.objects.get(user=alice, provider="openai")
+    provider_key_save(user=alice, provider="openai", api_key="sk-openai-secret-0123456789", base_url="http://127.0.0.1:9/v1", instance=key)
+    response = post(HELLO)
+    assert response.status_code == 502 and shape(response)["code"] == "upstream_unreachable"
+
+
+def test_a_rejected_provider_key_says_to_replace_it(post, upstream):
+    upstream.fail_next(401)
+    response = post(HELLO)
+    assert response.status_code == 400
+    assert shape(response)["code"] == "provider_key_rejected"
+
+
+def test_an_upstream_error_message_is_never_echoed(post):
+    canary = "CANARY-upstream-echo-7731"
+    response = post({**HELLO, "messages": [{"role": "user", "content": f"FAIL_ECHO {canary}"}]})
+    assert response.status_code == 400
+    assert canary not in response.text
+
+
+def test_wrong_method_is_405(live_server, alice_key):
+    response = requests.get(live_server.url + "/v1/chat/completions", headers={"Authorization": f"Bearer {alice_key}"}, timeout=10)
+    assert response.status_code == 405 and shape(response)["code"] == "method_not_allowed"
+
+
+def test_an_unknown_endpoint_is_404(live_server, db):
+    response = requests.get(live_server.url + "/v1/assistants", timeout=10)
+    assert response.status_code == 404 and shape(response)["code"] == "unknown_url"
+
+
+def test_every_error_carries_a_request_id(post):
+    assert post(None, raw="{").headers["x-request-id"].startswith("req_")
+
+
+def test_the_sdk_raises_its_own_typed_errors(sdk):
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="nope-model", messages=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError):
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[])
+
+
+def test_a_stream_that_breaks_off_ends_with_an_error_event_and_is_accounted(post, upstream, settings):
+    upstream.fail_next(500)
+    response = post({**HELLO, "stream": True})
+    assert response.status_code == 502
+    assert UsageRecord.objects.get().stream

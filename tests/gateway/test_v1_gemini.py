@@ -1,0 +1,96 @@
+"""OpenAI requests translated to Gemini's generateContent API and back, against the mock over HTTP."""
+
+import json
+
+from metrics.models import UsageRecord
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "additionalProperties": False},
+        },
+    }
+]
+
+
+def test_chat_is_translated_both_ways_with_the_key_in_a_header(sdk, upstream):
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="gemini-2.5-flash",
+        messages=[{"role": "system", "content": "Be terse."}, {"role": "user", "content": "ECHO:hallo"}],
+        max_tokens=32,
+        response_format={"type": "json_object"},
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "hallo"
+    assert raw.headers["x-aura-provider"] == "gemini"
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
+    assert "key" not in sent["query"] and "secret" not in sent["path"] + str(sent["query"])
+    assert sent["headers"]["x-goog-api-key"] == "sk-gemini-secret-0123456789"
+    body = sent["json"]
+    assert body["systemInstruction"] == {"parts": [{"text": "Be terse."}]}
+    assert body["contents"] == [{"role": "user", "parts": [{"text": "ECHO:hallo"}]}]
+    assert body["generationConfig"] == {"maxOutputTokens": 32, "responseMimeType": "application/json"}
+    assert UsageRecord.objects.get().prompt_tokens == completion.usage.prompt_tokens > 0
+
+
+def test_tools_become_function_declarations(sdk, upstream):
+    first = sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS)
+    declaration = upstream.requests[-1]["json"]["tools"][0]["functionDeclarations"][0]
+    assert declaration["name"] == "lookup" and "additionalProperties" not in declaration["parameters"]
+    call = first.choices[0].message.tool_calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and json.loads(call.function.arguments) == {"q": "mock"}
+    sdk.chat.completions.create(
+        model="gemini-2.5-flash",
+        messages=[
+            {"role": "user", "content": "CALL_TOOL"},
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "42"},
+        ],
+        tools=TOOLS,
+    )
+    contents = upstream.requests[-1]["json"]["contents"]
+    assert contents[1]["parts"][-1] == {"functionCall": {"name": "lookup", "args": {"q": "mock"}}}
+    assert contents[2]["parts"] == [{"functionResponse": {"name": "lookup", "response": {"content": "42"}}}]
+
+
+def test_streaming_is_translated(sdk, upstream):
+    chunks = list(
+        sdk.chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=[{"role": "user", "content": "ECHO:eins zwei drei"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert upstream.requests[-1]["path"].endswith(":streamGenerateContent")
+    assert upstream.requests[-1]["query"].get("alt") in ("sse", ["sse"])
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "eins zwei drei"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage.completion_tokens == UsageRecord.objects.get().completion_tokens == 3
+
+
+def test_streamed_tool_calls(sdk):
+    chunks = list(
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS, stream=True)
+    )
+    calls = [tc for c in chunks if c.choices and c.choices[0].delta.tool_calls for tc in c.choices[0].delta.tool_calls]
+    assert calls[0].function.name == "lookup"
+    assert json.loads("".join(tc.function.arguments or "" for tc in calls)) == {"q": "mock"}
+
+
+def test_embeddings_are_translated(sdk, upstream):
+    result = sdk.embeddings.create(model="gemini-embedding-001", input=["one", "two", "three"], encoding_format="float")
+    assert [d.index for d in result.data] == [0, 1, 2] and len(result.data[0].embedding) > 0
+    sent = upstream.requests[-1]
+    assert sent["path"] == "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    assert [r["content"]["parts"][0]["text"] for r in sent["json"]["requests"]] == ["one", "two", "three"]
+    record = UsageRecord.objects.get()
+    assert record.tokens_counted and record.prompt_tokens == result.usage.prompt_tokens == 3
+
+
+def test_embeddings_in_the_sdks_default_base64(sdk):
+    result = sdk.embeddings.create(model="gemini-embedding-001", input="one")
+    assert len(result.data[0].embedding) > 0 and all(isinstance(x, float) for x in result.data[0].embedding)
