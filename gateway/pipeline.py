@@ -347,7 +347,7 @@ def _upstream_error(ctx: Context, response: requests.Response) -> ApiError:
             "rate_limit_exceeded",
             headers=headers,
         )
-    if status in (401, 403):
+    if status in (401, 403) or code == "API_KEY_INVALID":  # Gemini answers a bad key with 400
         return ApiError(
             400,
             f"{provider.name} rejected the stored provider key (HTTP {status}). Replace it under Provider keys in the AURA cabinet.",

@@ -270,4 +270,5 @@ def error_info(data) -> tuple[str | None, str | None, str | None]:
     error = (data or {}).get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return None, None, None
-    return error.get("status"), None, None
+    reasons = [d.get("reason") for d in error.get("details") or () if isinstance(d, dict) and d.get("reason")]
+    return error.get("status"), (reasons[0] if reasons else None), None

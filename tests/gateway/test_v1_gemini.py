@@ -94,3 +94,24 @@ def test_embeddings_are_translated(sdk, upstream):
 def test_embeddings_in_the_sdks_default_base64(sdk):
     result = sdk.embeddings.create(model="gemini-embedding-001", input="one")
     assert len(result.data[0].embedding) > 0 and all(isinstance(x, float) for x in result.data[0].embedding)
+
+
+def test_a_gemini_key_rejected_with_400_says_to_replace_it(live_server, alice, upstream):
+    import requests
+
+    from gateway.models import ProviderKey
+    from gateway.services import api_key_issue, provider_key_save
+
+    from .conftest import wire
+
+    wire(alice, upstream, providers=("gemini",))
+    key = ProviderKey.objects.get(user=alice, provider="gemini")
+    provider_key_save(user=alice, provider="gemini", api_key="bad-gemini-key-000", base_url=upstream.url, instance=key)
+    _k, secret = api_key_issue(user=alice, name="g")
+    response = requests.post(
+        live_server.url + "/v1/chat/completions",
+        json={"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=10,
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "provider_key_rejected"
