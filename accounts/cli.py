@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError
 
 from billing.plans import plan_for
+from metrics.selectors import month_totals
 
 from . import services
 from .models import User
@@ -50,6 +51,7 @@ def user_summary(user: User) -> dict:
         "language": user.language,
         "created": user.created.isoformat(),
         "last_login": user.last_login.isoformat() if user.last_login else None,
+        "this_month": month_totals(user.pk),
     }
 
 

@@ -7,7 +7,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from . import services
-from .forms import ApiKeyForm, ProviderKeyForm, ReplaceKeyForm
+from .forms import ApiKeyForm, KeySettingsForm, ProviderKeyForm, ReplaceKeyForm
 from .models import ApiKey, ProviderKey
 
 
@@ -52,6 +52,23 @@ def api_keys(request):
     # The secret is on this page once: keep it out of every cache and of the browser's history.
     response["Cache-Control"] = "no-store"
     return response
+
+
+_SETTINGS = ("compression", "cache_enabled", "cache_ttl", "routing_policy", "reference_model", "allowed_models", "fallback_models")
+
+
+@login_required
+def api_key_settings(request, pk):
+    key = _get_api_key_for_user(request, pk)
+    initial = {name: getattr(key, name) for name in _SETTINGS}
+    initial["allowed_models"] = ", ".join(key.allowed_models)
+    initial["fallback_models"] = ", ".join(key.fallback_models)
+    form = KeySettingsForm(request.POST if request.method == "POST" else None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        services.api_key_configure(key=key, **{name: form.cleaned_data[name] for name in _SETTINGS})
+        messages.success(request, _("Settings of “%(name)s” are saved. They apply to the next call.") % {"name": key.name})
+        return redirect("api_key_settings", pk=key.pk)
+    return render(request, "gateway/api_key_settings.html", {"form": form, "key": key})
 
 
 @login_required

@@ -1,6 +1,8 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from . import catalog
+from .models import COMPRESSION_LEVELS, ROUTING_POLICIES
 from .providers import PROVIDER_CHOICES
 
 
@@ -45,3 +47,52 @@ class ProviderKeyForm(forms.Form):
 
 class ReplaceKeyForm(forms.Form):
     api_key = ProviderKeyForm.base_fields["api_key"]
+
+
+def _model_ids(value: str) -> list[str]:
+    return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
+
+
+class KeySettingsForm(forms.Form):
+    """How one AURA key treats its calls."""
+
+    compression = forms.ChoiceField(label=_("Prompt compression"), choices=COMPRESSION_LEVELS, widget=forms.RadioSelect)
+    cache_enabled = forms.BooleanField(
+        label=_("Answer repeated requests from the private response cache"),
+        required=False,
+        help_text=_("Encrypted so that only the exact same request can read the answer back. Per request: x-aura-cache: on|off|refresh."),
+    )
+    cache_ttl = forms.IntegerField(label=_("Cache lifetime (seconds)"), min_value=1, max_value=30 * 24 * 3600)
+    routing_policy = forms.ChoiceField(label=_("Routing policy for model “auto”"), choices=ROUTING_POLICIES, widget=forms.RadioSelect)
+    reference_model = forms.ChoiceField(label=_("Reference model"), help_text=_("What savings of “auto” calls are measured against."))
+    allowed_models = forms.CharField(
+        label=_("Allowed models (optional)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Comma-separated model ids this key may use; empty allows every model."),
+    )
+    fallback_models = forms.CharField(
+        label=_("Fallback models (optional)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=_("Comma-separated, in order. Used when the chosen model's provider is rate limiting, failing or cooling down."),
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        chat_models = sorted(m.id for m in catalog.load().models.values() if m.supports("chat"))
+        self.fields["reference_model"].choices = [(m, m) for m in chat_models]
+
+    def _known(self, field: str) -> list[str]:
+        ids = _model_ids(self.cleaned_data.get(field, ""))
+        known = catalog.load().models
+        unknown = [m for m in ids if m not in known and "/" not in m]
+        if unknown:
+            raise forms.ValidationError(_("Unknown model ids: %(ids)s") % {"ids": ", ".join(unknown)})
+        return ids
+
+    def clean_allowed_models(self):
+        return self._known("allowed_models")
+
+    def clean_fallback_models(self):
+        return self._known("fallback_models")

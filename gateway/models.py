@@ -7,9 +7,24 @@ from django.utils.translation import gettext_lazy as _
 
 from .providers import PROVIDER_CHOICES
 
+COMPRESSION_LEVELS = [
+    ("off", _("Off: send prompts byte for byte")),
+    ("lossless", _("Lossless: tighten whitespace and JSON, never change meaning")),
+    ("aggressive", _("Aggressive (lossy): also trim long logs, sample big JSON arrays, honour token budgets")),
+]
+ROUTING_POLICIES = [
+    ("cost", _("Cost: the cheapest model that can do the job")),
+    ("balanced", _("Balanced: cheap, but also fast and reliable")),
+    ("quality", _("Quality: the strongest model that fits")),
+]
+
 
 class ApiKey(models.Model):
-    """An AURA key. Only its SHA-256 digest is kept; the secret is shown once."""
+    """An AURA key. Only its SHA-256 digest is kept; the secret is shown once.
+
+    Each key carries how AURA treats the calls made with it: compression, the
+    response cache, and routing for ``model: "auto"`` and fallbacks.
+    """
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(_("name"), max_length=80)
@@ -18,6 +33,13 @@ class ApiKey(models.Model):
     created = models.DateTimeField(default=timezone.now)
     last_used = models.DateTimeField(null=True, blank=True)
     revoked = models.DateTimeField(null=True, blank=True)
+    compression = models.CharField(_("compression"), max_length=12, choices=COMPRESSION_LEVELS, default="lossless")
+    cache_enabled = models.BooleanField(_("response cache"), default=False)
+    cache_ttl = models.PositiveIntegerField(_("cache lifetime (seconds)"), default=3600)
+    routing_policy = models.CharField(_("routing policy"), max_length=12, choices=ROUTING_POLICIES, default="cost")
+    allowed_models = models.JSONField(_("allowed models"), default=list, blank=True)
+    fallback_models = models.JSONField(_("fallback models"), default=list, blank=True)
+    reference_model = models.CharField(_("reference model"), max_length=120, default="gpt-4o")
 
     class Meta:
         ordering = ["-created"]

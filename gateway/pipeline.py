@@ -18,7 +18,8 @@ from django.conf import settings
 from aura.http import client_ip
 from metrics.services import usage_record
 
-from . import catalog, errors, services, tokenizer, upstream
+from . import catalog, compression, errors, response_cache, routing, services, tokenizer, upstream
+from . import savings as savings_
 from .adapters import ADAPTERS
 from .adapters.base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, sse
 from .errors import ApiError
@@ -48,6 +49,13 @@ class Context:
     upstream_seconds: float = 0.0
     ttfb_ms: int | None = None
     cost: Decimal = Decimal(0)
+    compression: str = "off"
+    cache_status: str = "bypass"
+    route_reason: str = "explicit"
+    aura_cached: bool = False  # the provider cache hits are AURA's doing (breakpoints it placed)
+    baseline_model: catalog.Model | None = None
+    savings: savings_.Savings | None = None
+    attempt: int = 0
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -61,8 +69,14 @@ class Context:
                     "x-aura-provider": self.route.provider.code,
                     "x-aura-tokens-original": str(self.tokens_original),
                     "x-aura-tokens-sent": str(self.tokens_sent),
+                    "x-aura-route-reason": self.route_reason,
+                    "x-aura-cache-status": self.cache_status,
+                    "x-aura-compression": self.compression,
                 }
             )
+        if self.savings is not None:
+            headers["x-aura-cost-usd"] = f"{self.savings.actual:.8f}"
+            headers["x-aura-savings-usd"] = f"{self.savings.total:.8f}"
         return headers
 
 
@@ -229,8 +243,8 @@ def _key_for(vault: services.SealedVault | None, model: catalog.Model, name: str
     return next((k for k in vault.keys if k.provider == model.provider), None)
 
 
-def route(caller: services.Caller, name: str, capability: str) -> Route:
-    vault = services.sealed_vault(caller.user_id)
+def resolve(caller: services.Caller, vault, name: str, capability: str) -> tuple[catalog.Model, services.SealedKey]:
+    """A model name to the catalog model and the provider key that will serve it."""
     model = _lookup(name, vault)
     if model is None:
         raise errors.model_not_found(name)
@@ -246,7 +260,78 @@ def route(caller: services.Caller, name: str, capability: str) -> Route:
             "model",
             "provider_key_missing",
         )
-    return Route(model, provider, vault, key)
+    return model, key
+
+
+def route(caller: services.Caller, name: str, capability: str) -> Route:
+    vault = services.sealed_vault(caller.user_id)
+    model, key = resolve(caller, vault, name, capability)
+    return Route(model, PROVIDERS[model.provider], vault, key)
+
+
+def plan(ctx: Context, body: dict) -> list[Route]:
+    """The routes to try for a chat call, primary first; sets the baseline model."""
+    caller = ctx.caller
+    vault = services.sealed_vault(caller.user_id)
+    name = body["model"].strip()
+    # Auto routing needs a real count (context windows, difficulty); explicit routes only check fallbacks.
+    estimate = count_prompt(body, "o200k_base") if name in routing.AUTO_NAMES else len(json.dumps(body.get("messages"))) // 4
+    rough = routing.needs_of(body, estimate)
+    choices = routing.plan(
+        caller, vault, name, rough, routing.conversation_id(caller.user_id, body), lambda n: resolve(caller, vault, n, "chat")
+    )
+    if name in routing.AUTO_NAMES:
+        ctx.baseline_model = _lookup(caller.reference_model, vault) or choices[0].model
+    else:
+        ctx.baseline_model = choices[0].model
+    ctx.route_reason = choices[0].reason
+    return [Route(c.model, PROVIDERS[c.model.provider], vault, c.key) for c in choices]
+
+
+# options --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    compression: str
+    cache: str  # "on", "off" or "refresh"
+    cache_ttl: int
+    max_prompt_tokens: int | None
+
+
+def _header_int(request, name: str, low: int, high: int) -> int | None:
+    raw = request.META.get("HTTP_" + name.upper().replace("-", "_"))
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise errors.invalid_request(f"The {name} header must be a whole number between {low} and {high}.", name)
+    return value
+
+
+def options(request, caller: services.Caller) -> Options:
+    """The key's settings, overridden per request by x-aura-* headers."""
+    level = request.META.get("HTTP_X_AURA_COMPRESS", caller.compression).strip().lower()
+    if level not in compression.LEVELS:
+        raise errors.invalid_request("The x-aura-compress header must be off, lossless or aggressive.", "x-aura-compress")
+    cache_mode = request.META.get("HTTP_X_AURA_CACHE", "on" if caller.cache_enabled else "off").strip().lower()
+    if cache_mode not in ("on", "off", "refresh"):
+        raise errors.invalid_request("The x-aura-cache header must be on, off or refresh.", "x-aura-cache")
+    ttl = _header_int(request, "x-aura-cache-ttl", 1, response_cache.MAX_TTL) or caller.cache_ttl
+    budget = _header_int(request, "x-aura-max-prompt-tokens", 1, 10_000_000)
+    return Options(compression=level, cache=cache_mode, cache_ttl=ttl, max_prompt_tokens=budget)
+
+
+def compress(ctx: Context, body: dict, opts: Options, model: catalog.Model) -> dict:
+    """Count the prompt as sent by the client, compress it as allowed, count it again."""
+    ctx.tokens_original = prompt_tokens(body, model)
+    result = compression.compress(body, level=opts.compression, encoding=encoding_for(model), max_prompt_tokens=opts.max_prompt_tokens)
+    ctx.compression = opts.compression
+    ctx.tokens_sent = ctx.tokens_original if result.body is body else min(prompt_tokens(result.body, model), ctx.tokens_original)
+    return result.body
 
 
 # count and price ----------------------------------------------------------------------
@@ -261,8 +346,11 @@ def encoding_for(model: catalog.Model) -> str:
 
 
 def prompt_tokens(body: dict, model: catalog.Model) -> int:
+    return count_prompt(body, encoding_for(model))
+
+
+def count_prompt(body: dict, encoding: str) -> int:
     """Prompt tokens as OpenAI counts chat messages: content plus a few tokens of framing per message."""
-    encoding = encoding_for(model)
     total = 3
     for message in body.get("messages") or ():
         total += 3
@@ -291,25 +379,20 @@ def embedding_tokens(body: dict, model: catalog.Model) -> int:
     )
 
 
-def cost_of(usage: Usage, prices: catalog.Prices) -> Decimal:
-    uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
-    total = (
-        uncached * prices.input
-        + usage.cached_tokens * prices.cached_input
-        + usage.cache_write_tokens * prices.cache_write
-        + usage.completion_tokens * prices.output
-    )
-    return (total / catalog.MILLION).quantize(Decimal("0.00000001"))
-
-
 # forward ---------------------------------------------------------------------------
 
 
-def make_call(route: Route, body: dict) -> Call:
-    """Decrypt the provider key now, at the moment of forwarding, and nowhere earlier."""
+def make_call(route: Route, body: dict, conversation: str | None = None) -> Call:
+    """Decrypt the provider key now, at the moment of forwarding, and nowhere earlier.
+
+    ``conversation`` (chat only) turns on provider-cache steering: Anthropic
+    breakpoints, and an OpenAI ``prompt_cache_key`` per conversation.
+    """
     stream = bool(body.get("stream"))
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
     return Call(
+        steer_cache=conversation is not None,
+        prompt_cache_key=f"aura-{conversation}" if conversation and route.provider.code == "openai" else None,
         base_url=route.base_url,
         secret=route.vault.reveal(route.key),
         upstream_model=route.model.upstream,
@@ -402,24 +485,38 @@ def parse(ctx: Context, response: requests.Response) -> dict:
 # account ---------------------------------------------------------------------------
 
 
-def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "") -> None:
-    """One usage record per upstream call, keyed by the request id. Counts and money only.
+def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "", final: bool = True) -> None:
+    """One usage record per upstream call (or cache hit), keyed by the request id. Counts and money only.
 
-    A failed write is logged and swallowed: the provider has answered (and billed),
-    so the client gets its answer rather than an error for our bookkeeping.
+    A failed attempt that a fallback follows is recorded under ``<id>-<n>``; the
+    call's outcome keeps the bare id the client sees. A failed write is logged and
+    swallowed: the provider has answered (and billed), so the client gets its answer.
     """
     route = ctx.route
-    ctx.cost = cost_of(usage, route.model.prices)
+    baseline = (ctx.baseline_model or route.model).prices
+    if ctx.cache_status == "hit":
+        ctx.savings = savings_.cache_hit(usage=usage, baseline=baseline, removed_tokens=ctx.tokens_original - ctx.tokens_sent)
+    else:
+        ctx.savings = savings_.compute(
+            usage=usage,
+            used=route.model.prices,
+            baseline=baseline,
+            removed_tokens=ctx.tokens_original - ctx.tokens_sent,
+            aura_cached=ctx.aura_cached,
+        )
+    ctx.cost = ctx.savings.actual
+    ctx.attempt += 1
+    request_id = ctx.request_id if final else f"{ctx.request_id}-{ctx.attempt}"
     try:
-        _write_record(ctx, usage, status, error_class)
+        _write_record(ctx, request_id, usage, status, error_class)
     except Exception as error:
-        log.error("usage record for %s not written: %s", ctx.request_id, type(error).__name__)
+        log.error("usage record for %s not written: %s", request_id, type(error).__name__)
 
 
-def _write_record(ctx: Context, usage: Usage, status: int, error_class: str) -> None:
-    route = ctx.route
+def _write_record(ctx: Context, request_id: str, usage: Usage, status: int, error_class: str) -> None:
+    route, saved = ctx.route, ctx.savings
     usage_record(
-        request_id=ctx.request_id,
+        request_id=request_id,
         user_id=ctx.caller.user_id,
         api_key_id=ctx.caller.key_id,
         endpoint=ctx.endpoint,
@@ -439,13 +536,157 @@ def _write_record(ctx: Context, usage: Usage, status: int, error_class: str) -> 
         tokens_sent=ctx.tokens_sent,
         ttfb_ms=ctx.ttfb_ms,
         latency_ms=int((time.perf_counter() - ctx.started) * 1000),
-        cost_usd=ctx.cost,
+        cost_usd=saved.actual,
+        baseline_cost_usd=saved.baseline,
+        savings_compression_usd=saved.compression,
+        savings_cache_usd=saved.response_cache,
+        savings_provider_cache_usd=saved.provider_cache,
+        savings_routing_usd=saved.routing,
+        cache_status=ctx.cache_status,
+        route_reason=ctx.route_reason[:40],
+        compression=ctx.compression,
         ip=ctx.ip,
         user_agent=ctx.user_agent,
     )
 
 
-def stream_events(ctx: Context, response: requests.Response, call: Call, adapter):
+# forward with fallbacks ------------------------------------------------------------
+
+RETRIABLE = {429, 502, 504}
+
+
+def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | None, build_step) -> tuple[requests.Response, Call]:
+    """Try each route in order: cooldowns are skipped, 429/5xx/timeouts fall through to the next.
+
+    With a single route, a 429 whose Retry-After is short, or a 5xx, is retried once after a pause.
+    """
+    last_error = None
+    usable = [r for r in routes if not routing.breaker_open(r.key)] or routes[:1]
+    if usable[0] is not routes[0]:
+        ctx.route_reason = "fallback:cooldown"
+    for index, candidate in enumerate(usable):
+        ctx.route = candidate
+        if index > 0:
+            ctx.route_reason = f"fallback:{_reason_code(last_error)}"
+        for attempt in range(2):
+            call = make_call(candidate, body, conversation)
+            request = build(build_step, call)
+            try:
+                response = send(ctx, request, stream=call.stream)
+            except ApiError as error:
+                if error.status not in RETRIABLE:
+                    raise
+                routing.record_outcome(candidate.key, ok=False)
+                last_error = error
+                more = index + 1 < len(usable)
+                pause = _retry_pause(error) if not more and attempt == 0 else None
+                if not more and pause is None:
+                    raise
+                account(ctx, Usage(), status=error.status, error_class=error.code or error.type, final=False)
+                if pause is None:
+                    break
+                time.sleep(pause)
+                continue
+            ctx.aura_cached = call.steered
+            routing.record_outcome(candidate.key, ok=True, latency_ms=ctx.ttfb_ms)
+            return response, call
+    raise last_error
+
+
+def _reason_code(error: ApiError | None) -> str:
+    if error is None:
+        return "error"
+    return {429: "429", 504: "timeout"}.get(error.status, "5xx" if error.code == "upstream_error" else "unreachable")
+
+
+def _retry_pause(error: ApiError) -> float | None:
+    if error.status == 429:
+        try:
+            wait = float(error.headers.get("Retry-After", ""))
+        except ValueError:
+            return None
+        return wait if 0 <= wait <= 2 else None
+    return 0.25 if error.code == "upstream_error" else None
+
+
+# response cache ----------------------------------------------------------------------
+
+
+def cache_lookup(ctx: Context, body: dict, opts: Options) -> tuple[bytes | None, dict | None]:
+    """The canonical request (when caching applies) and a cached answer if there is one."""
+    if opts.cache == "off":
+        return None, None
+    request = response_cache.canonical(body, ctx.route.model.id)
+    answer = response_cache.lookup(ctx.caller.user_id, request) if opts.cache == "on" else None
+    ctx.cache_status = "hit" if answer else "miss"
+    return request, answer
+
+
+def replay(answer: dict, include_usage: bool):
+    """A cached completion as the SSE stream OpenAI would have sent."""
+    base = {"id": answer.get("id"), "object": "chat.completion.chunk", "created": int(time.time()), "model": answer.get("model")}
+    for choice in answer.get("choices") or ():
+        message = choice.get("message") or {}
+        index = choice.get("index", 0)
+        yield sse({**base, "choices": [{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        if message.get("content"):
+            yield sse({**base, "choices": [{"index": index, "delta": {"content": message["content"]}, "finish_reason": None}]})
+        if message.get("tool_calls"):
+            calls = [{"index": i, **call} for i, call in enumerate(message["tool_calls"])]
+            yield sse({**base, "choices": [{"index": index, "delta": {"tool_calls": calls}, "finish_reason": None}]})
+        yield sse({**base, "choices": [{"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}]})
+    if include_usage:
+        yield sse({**base, "choices": [], "usage": answer.get("usage")})
+    yield sse("[DONE]")
+
+
+def usage_of_answer(answer: dict) -> Usage:
+    data = answer.get("usage") or {}
+    return Usage(
+        prompt_tokens=data.get("prompt_tokens") or 0,
+        completion_tokens=data.get("completion_tokens") or 0,
+        reported=True,
+    )
+
+
+class Assembler:
+    """Rebuilds a streamed answer into a chat.completion, to store in the response cache."""
+
+    def __init__(self):
+        self.base: dict = {}
+        self.choices: dict[int, dict] = {}
+
+    def add(self, item) -> None:
+        chunk = json.loads(item) if isinstance(item, str) else item
+        if not self.base:
+            self.base = {"id": chunk.get("id"), "object": "chat.completion", "created": chunk.get("created"), "model": chunk.get("model")}
+        for choice in chunk.get("choices") or ():
+            slot = self.choices.setdefault(choice.get("index", 0), {"content": [], "tool_calls": {}, "finish_reason": None})
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                slot["content"].append(delta["content"])
+            for call in delta.get("tool_calls") or ():
+                entry = slot["tool_calls"].setdefault(
+                    call.get("index", 0), {"id": None, "type": "function", "function": {"name": None, "arguments": ""}}
+                )
+                entry["id"] = call.get("id") or entry["id"]
+                function = call.get("function") or {}
+                entry["function"]["name"] = function.get("name") or entry["function"]["name"]
+                entry["function"]["arguments"] += function.get("arguments") or ""
+            if choice.get("finish_reason"):
+                slot["finish_reason"] = choice["finish_reason"]
+
+    def answer(self, usage: Usage) -> dict:
+        choices = []
+        for index, slot in sorted(self.choices.items()):
+            message = {"role": "assistant", "content": "".join(slot["content"]) or None}
+            if slot["tool_calls"]:
+                message["tool_calls"] = [slot["tool_calls"][i] for i in sorted(slot["tool_calls"])]
+            choices.append({"index": index, "message": message, "finish_reason": slot["finish_reason"], "logprobs": None})
+        return {**self.base, "choices": choices, "usage": usage.as_openai()}
+
+
+def stream_events(ctx: Context, response: requests.Response, call: Call, adapter, cache_store=None):
     """Relay the answer chunk by chunk; account for it however the stream ends.
 
     A finished stream is accounted before its closing ``[DONE]``, so the record
@@ -471,11 +712,16 @@ def stream_events(ctx: Context, response: requests.Response, call: Call, adapter
         return sse({"error": {"message": message, "type": "upstream_error", "param": None, "code": code}})
 
     name = ctx.route.provider.name
+    assembler = Assembler() if cache_store else None
     try:
         for item in adapter.stream_chunks(upstream.iter_lines(response), call, state):
+            if assembler:
+                assembler.add(item)
             yield sse(item)
         if state.finished:
             settle(200)
+            if assembler and state.usage.reported:
+                cache_store(assembler.answer(state.usage))
             yield sse("[DONE]")
         else:
             settle(502, "stream_incomplete")

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
+
+from aura import cache
 
 from . import vault
 from .models import ApiKey, DataKey, ProviderKey
@@ -36,10 +37,30 @@ def _auth_cache_key(digest: str) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling /v1: what a node caches about an AURA key (no secret in it)."""
+    """Who is calling /v1 and how their key treats calls: what a node caches (no secret in it)."""
 
     key_id: int
     user_id: int
+    compression: str = "lossless"
+    cache_enabled: bool = False
+    cache_ttl: int = 3600
+    routing_policy: str = "cost"
+    allowed_models: tuple = ()
+    fallback_models: tuple = ()
+    reference_model: str = "gpt-4o"
+
+
+_CALLER_FIELDS = (
+    "id",
+    "user_id",
+    "compression",
+    "cache_enabled",
+    "cache_ttl",
+    "routing_policy",
+    "allowed_models",
+    "fallback_models",
+    "reference_model",
+)
 
 
 def api_key_issue(*, user, name: str) -> tuple[ApiKey, str]:
@@ -63,15 +84,31 @@ def api_key_authenticate(secret: str) -> Caller | None:
     digest = _digest(secret)
     cached = cache.get(_auth_cache_key(digest))
     if cached is None:
-        row = ApiKey.objects.filter(digest=digest, revoked__isnull=True, user__is_active=True).values_list("id", "user_id").first()
-        cached = row or _MISSING
+        row = ApiKey.objects.filter(digest=digest, revoked__isnull=True, user__is_active=True).values_list(*_CALLER_FIELDS).first()
+        cached = _caller_from_row(row) if row else _MISSING
         # Unknown keys are remembered briefly so a flood of bad keys does not reach the database.
         cache.set(_auth_cache_key(digest), cached, settings.AURA_AUTH_CACHE_SECONDS if row else 30)
     if cached == _MISSING:
         return None
-    caller = Caller(*cached)
-    _touch(caller.key_id)
-    return caller
+    _touch(cached.key_id)
+    return cached
+
+
+def _caller_from_row(row) -> Caller:
+    values = dict(zip(_CALLER_FIELDS, row, strict=True))
+    values["key_id"] = values.pop("id")
+    values["allowed_models"] = tuple(values["allowed_models"] or ())
+    values["fallback_models"] = tuple(values["fallback_models"] or ())
+    return Caller(**values)
+
+
+def api_key_configure(*, key: ApiKey, **settings_) -> ApiKey:
+    """Save how a key treats its calls; every node sees the change on its next call."""
+    for name, value in settings_.items():
+        setattr(key, name, value)
+    key.save(update_fields=list(settings_))
+    cache.delete(_auth_cache_key(key.digest))
+    return key
 
 
 def _touch(key_id: int) -> None:

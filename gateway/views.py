@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import catalog, errors, pipeline, services
+from . import catalog, errors, pipeline, response_cache, routing, services
 from .adapters import ADAPTERS
 from .errors import ApiError
 from .providers import PROVIDERS
@@ -56,25 +56,45 @@ def chat(request, ctx):
     ctx.caller = pipeline.authenticate(request)
     body = pipeline.read_json(request)
     pipeline.validate_chat(body)
-    ctx.model_requested = body["model"]
-    ctx.stream = bool(body.get("stream"))
-    ctx.route = pipeline.route(ctx.caller, body["model"].strip(), "chat")
-    ctx.tokens_original = ctx.tokens_sent = pipeline.prompt_tokens(body, ctx.route.model)
+    opts = pipeline.options(request, ctx.caller)
+    ctx.model_requested, ctx.stream = body["model"], bool(body.get("stream"))
+    routes = pipeline.plan(ctx, body)
+    ctx.route = routes[0]
+    body = pipeline.compress(ctx, body, opts, ctx.route.model)
+    cache_request, cached = pipeline.cache_lookup(ctx, body, opts)
+    if cached:
+        return _from_cache(ctx, cached, body)
+    conversation = routing.conversation_id(ctx.caller.user_id, body)
+    response, call = pipeline.forward(ctx, routes, body, conversation, lambda c: ADAPTERS[ctx.route.provider.protocol].to_upstream(c))
     adapter = ADAPTERS[ctx.route.provider.protocol]
-    call = pipeline.make_call(ctx.route, body)
-    upstream = pipeline.build(adapter.to_upstream, call)
-    response = pipeline.send(ctx, upstream, stream=call.stream)
+    store = None
+    if cache_request is not None:
+
+        def store(answer, tenant=ctx.caller.user_id, request=cache_request, ttl=opts.cache_ttl):
+            response_cache.store(tenant, request, answer, ttl)
+
     if call.stream:
-        events = pipeline.stream_events(ctx, response, call, adapter)
+        events = pipeline.stream_events(ctx, response, call, adapter, cache_store=store)
         streamed = StreamingHttpResponse(events, content_type="text/event-stream")
         streamed["Cache-Control"] = "no-cache"
         streamed["X-Accel-Buffering"] = "no"
         return _respond(ctx, streamed)
     answer, usage = adapter.from_upstream(pipeline.parse(ctx, response), call)
     pipeline.account(ctx, usage, status=200)
-    result = _respond(ctx, JsonResponse(answer))
-    result["x-aura-cost-usd"] = f"{ctx.cost:.8f}"
-    return result
+    if store:
+        store(answer)
+    return _respond(ctx, JsonResponse(answer))
+
+
+def _from_cache(ctx, answer: dict, body: dict):
+    """A hit never reaches the provider: replayed as JSON or as SSE, accounted at zero provider cost."""
+    pipeline.account(ctx, pipeline.usage_of_answer(answer), status=200)
+    if ctx.stream:
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        streamed = StreamingHttpResponse(pipeline.replay(answer, include_usage), content_type="text/event-stream")
+        streamed["Cache-Control"] = "no-cache"
+        return _respond(ctx, streamed)
+    return _respond(ctx, JsonResponse(answer))
 
 
 @_guard
@@ -94,9 +114,7 @@ def embeddings(request, ctx):
         usage = pipeline.Usage(prompt_tokens=ctx.tokens_sent)
         answer["usage"] = {"prompt_tokens": usage.prompt_tokens, "total_tokens": usage.prompt_tokens}
     pipeline.account(ctx, usage, status=200)
-    result = _respond(ctx, JsonResponse(answer))
-    result["x-aura-cost-usd"] = f"{ctx.cost:.8f}"
-    return result
+    return _respond(ctx, JsonResponse(answer))
 
 
 def _usable_models(caller):

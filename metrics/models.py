@@ -28,6 +28,16 @@ class UsageRecord(models.Model):
     ttfb_ms = models.PositiveIntegerField(null=True)
     latency_ms = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    # What the call would have cost without AURA: the requested (or reference) model, the
+    # uncompressed prompt, no response cache, no provider caching AURA added.
+    baseline_cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    savings_compression_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    savings_cache_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    savings_provider_cache_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    savings_routing_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    cache_status = models.CharField(max_length=8, default="bypass")
+    route_reason = models.CharField(max_length=40, default="explicit")
+    compression = models.CharField(max_length=12, default="off")
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=200, blank=True)
 

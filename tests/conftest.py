@@ -2,6 +2,7 @@ import pytest
 from django.core.cache import cache
 
 from accounts.services import user_create
+from aura import cache as shared_cache
 
 PASSWORD = "correct horse battery staple"
 CHROME_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -10,6 +11,7 @@ CHROME_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML
 @pytest.fixture(autouse=True)
 def _clean_cache():
     # Rate-limit counters and cached lookups must not leak between tests.
+    shared_cache.reset()
     cache.clear()
     yield
     cache.clear()

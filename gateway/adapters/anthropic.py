@@ -97,6 +97,45 @@ def _tool_choice(choice, parallel) -> dict | None:
     return result
 
 
+# Anthropic caches prefixes of at least this many tokens (2,048 for Haiku models).
+MIN_CACHEABLE = {"haiku": 2048}
+DEFAULT_MIN_CACHEABLE = 1024
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def _has_cache_control(body: dict) -> bool:
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        if isinstance(content, list) and any(isinstance(p, dict) and p.get("cache_control") for p in content):
+            return True
+    return any(t.get("cache_control") for t in body.get("tools") or () if isinstance(t, dict))
+
+
+def _place_breakpoints(upstream: dict, model: str) -> bool:
+    """Mark tools, system and the stable history (all but the newest turn) as cacheable: at most 4 marks."""
+    size = (
+        len(json.dumps(upstream.get("tools", [])))
+        + len(json.dumps(upstream.get("system", [])))
+        + len(json.dumps(upstream["messages"][:-1]))
+    )
+    minimum = next((n for word, n in MIN_CACHEABLE.items() if word in model), DEFAULT_MIN_CACHEABLE)
+    if size // 4 < minimum:
+        return False
+    placed = False
+    if upstream.get("tools"):
+        upstream["tools"][-1] = {**upstream["tools"][-1], "cache_control": EPHEMERAL}
+        placed = True
+    if upstream.get("system"):
+        upstream["system"][-1] = {**upstream["system"][-1], "cache_control": EPHEMERAL}
+        placed = True
+    history = upstream["messages"][:-1]
+    if history and history[-1]["content"]:
+        last = history[-1]["content"]
+        last[-1] = {**last[-1], "cache_control": EPHEMERAL}
+        placed = True
+    return placed
+
+
 def to_upstream(call: Call) -> Upstream:
     body = call.body
     if (body.get("n") or 1) > 1:
@@ -140,6 +179,8 @@ def to_upstream(call: Call) -> Upstream:
         upstream["metadata"] = {"user_id": str(body["user"])[:256]}
     if call.stream:
         upstream["stream"] = True
+    if call.steer_cache and not _has_cache_control(body):
+        call.steered = _place_breakpoints(upstream, call.upstream_model)
     return Upstream("POST", f"{call.base_url}/v1/messages", _headers(call.secret), upstream)
 
 

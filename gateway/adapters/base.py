@@ -36,6 +36,9 @@ class Call:
     stream: bool = False
     include_usage: bool = False  # the client asked for the usage chunk
     max_output_tokens: int | None = None
+    steer_cache: bool = False  # place provider cache breakpoints where the client placed none
+    prompt_cache_key: str | None = None  # OpenAI: route a conversation to the same cache
+    steered: bool = False  # set by the adapter when it placed breakpoints
 
 
 @dataclass

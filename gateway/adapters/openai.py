@@ -12,6 +12,8 @@ def _headers(secret: str) -> dict:
 def to_upstream(call: Call) -> Upstream:
     body = dict(call.body)
     body["model"] = call.upstream_model
+    if call.prompt_cache_key and not body.get("prompt_cache_key"):
+        body["prompt_cache_key"] = call.prompt_cache_key
     if call.stream:
         # Always ask for usage so the call is accounted exactly; the client sees it only if it asked.
         body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}

@@ -113,11 +113,19 @@ def test_upstream_429_passes_retry_after(post, upstream):
     assert record.status == 429 and record.error_class == "rate_limit_exceeded"
 
 
-def test_upstream_5xx_is_502(post, upstream):
-    upstream.fail_next(503)
+def test_upstream_5xx_is_502_after_one_retry(post, upstream):
+    upstream.fail_next(503, count=2)
     response = post(HELLO)
     assert response.status_code == 502 and shape(response)["type"] == "upstream_error"
-    assert UsageRecord.objects.get().status == 502
+    retried, final = UsageRecord.objects.order_by("id")
+    assert retried.request_id == response.headers["x-request-id"] + "-1" and final.request_id == response.headers["x-request-id"]
+    assert retried.status == final.status == 502
+
+
+def test_a_single_5xx_is_retried_once(post, upstream):
+    upstream.fail_next(503)
+    assert post(HELLO).status_code == 200
+    assert UsageRecord.objects.count() == 2
 
 
 def test_upstream_timeout_is_504(post, settings):
@@ -174,7 +182,7 @@ def test_the_sdk_raises_its_own_typed_errors(sdk):
 
 
 def test_a_stream_that_breaks_off_ends_with_an_error_event_and_is_accounted(post, upstream, settings):
-    upstream.fail_next(500)
+    upstream.fail_next(500, count=2)
     response = post({**HELLO, "stream": True})
     assert response.status_code == 502
-    assert UsageRecord.objects.get().stream
+    assert [r.stream for r in UsageRecord.objects.all()] == [True, True]

@@ -2,6 +2,7 @@ import base64
 import os
 
 import pytest
+from django.core.cache import cache as django_cache
 from django.db import connection
 
 from gateway import services, vault
@@ -36,7 +37,7 @@ def test_a_ciphertext_moved_to_another_record_does_not_open(alice):
     first = services.provider_key_save(user=alice, provider="openai", api_key=SECRET)
     second = services.provider_key_save(user=alice, provider="mistral", api_key="sk-mistral-other-key-000")
     ProviderKey.objects.filter(pk=second.pk).update(ciphertext=first.ciphertext)
-    services.cache.clear()
+    django_cache.clear()
     with pytest.raises(vault.VaultError):
         reveal(ProviderKey.objects.get(pk=second.pk))
 
@@ -51,7 +52,7 @@ def test_a_ciphertext_moved_to_another_user_does_not_open(alice, bob):
 def test_a_wrong_master_key_does_not_open(alice, settings):
     key = services.provider_key_save(user=alice, provider="openai", api_key=SECRET)
     settings.AURA_VAULT_KEYS = {1: os.urandom(32)}
-    services.cache.clear()
+    django_cache.clear()
     with pytest.raises(vault.VaultError):
         reveal(key)
 
@@ -68,7 +69,7 @@ def test_rotation_re_encrypts_under_the_newest_master_key(alice, bob, settings):
     assert reveal(a) == SECRET and reveal(b) == "sk-ant-bobs-key-1234"
     # The old master key can now be retired.
     settings.AURA_VAULT_KEYS = {2: settings.AURA_VAULT_KEYS[2]}
-    services.cache.clear()
+    django_cache.clear()
     assert reveal(a) == SECRET
 
 

@@ -1,0 +1,217 @@
+"""Routing: which model, provider and key serve a call, and where to go when one fails.
+
+- An explicit model is honoured exactly (a key's allow-list may refuse it); the
+  key's ordered fallbacks follow it.
+- ``model: "auto"`` picks, among the models the account has keys for, the
+  cheapest one that meets the request's needs (context, tools, vision, JSON)
+  and its estimated difficulty; ``balanced`` also weighs each provider's
+  observed latency and error rate, ``quality`` prefers the strongest tier.
+- A conversation sticks to one route, so provider prompt caches stay warm.
+- A provider that keeps failing is put in cooldown: a circuit breaker whose
+  state lives in the shared cache, so every web node sees it.
+
+Health statistics are aggregates per provider with no link to any account.
+"""
+
+import hashlib
+import json
+import logging
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from aura import cache
+
+from . import catalog, errors
+from .providers import PROVIDERS
+
+log = logging.getLogger(__name__)
+
+AUTO_NAMES = {"auto", "aura/auto"}
+BREAKER_THRESHOLD = 5  # consecutive failures that open the breaker
+BREAKER_WINDOW = 60  # seconds a failure streak is remembered
+BREAKER_COOLDOWN = 30  # seconds a provider sits out
+STICKY_SECONDS = 3600
+
+_CODE = re.compile(r"```|\bdef |\bclass |\bfunction\b|\breturn\b|#include|=>|;\s*$|\bSELECT\b", re.M)
+_MATH = re.compile(r"\d\s*[-+*/^=]\s*\d|\\(frac|int|sum|sqrt)|\b(integral|derivative|equation|prove|theorem|probability)\b", re.I)
+_REASONING = re.compile(r"\b(step by step|explain why|analy[sz]e|compare|trade-?offs?|plan|design|debug|why does|reason)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Needs:
+    prompt_tokens: int
+    output_tokens: int
+    tools: bool
+    vision: bool
+    json: bool
+    difficulty: int  # 0 trivial .. 3 hard
+
+
+@dataclass(frozen=True)
+class Choice:
+    model: catalog.Model
+    key: object  # services.SealedKey
+    reason: str
+
+
+def needs_of(body: dict, prompt_tokens: int) -> Needs:
+    text_parts, vision = [], False
+    for message in body.get("messages") or ():
+        content = message.get("content")
+        if isinstance(content, str):
+            text_parts.append(content)
+        elif isinstance(content, list):
+            for part in content:
+                if part.get("type") == "text":
+                    text_parts.append(part.get("text") or "")
+                elif part.get("type") == "image_url":
+                    vision = True
+    text = "\n".join(text_parts)
+    difficulty = sum(bool(p.search(text)) for p in (_CODE, _MATH, _REASONING)) + (prompt_tokens > 4000)
+    fmt = (body.get("response_format") or {}).get("type")
+    return Needs(
+        prompt_tokens=prompt_tokens,
+        output_tokens=body.get("max_completion_tokens") or body.get("max_tokens") or 512,
+        tools=bool(body.get("tools")),
+        vision=vision,
+        json=fmt in ("json_object", "json_schema"),
+        difficulty=min(difficulty, 3),
+    )
+
+
+def capable(model: catalog.Model, needs: Needs) -> bool:
+    if not model.supports("chat"):
+        return False
+    if model.context_window and needs.prompt_tokens + needs.output_tokens > model.context_window:
+        return False
+    return all(
+        model.supports(capability)
+        for capability, wanted in (("tools", needs.tools), ("vision", needs.vision), ("json", needs.json))
+        if wanted
+    )
+
+
+def estimated_cost(model: catalog.Model, needs: Needs) -> float:
+    return float(model.prices.input) * needs.prompt_tokens + float(model.prices.output) * needs.output_tokens
+
+
+def _min_tier(needs: Needs) -> int:
+    return 1 if needs.difficulty == 0 else 2 if needs.difficulty <= 2 else 3
+
+
+# provider health: anonymous aggregates in the shared cache ------------------------------------
+
+
+def _host(key) -> str:
+    return f"{key.provider}:{urlsplit(key.base_url).netloc or 'default'}"
+
+
+def breaker_open(key) -> bool:
+    return bool(cache.get(f"gw:cb:open:{_host(key)}"))
+
+
+def record_outcome(key, *, ok: bool, latency_ms: int | None = None) -> None:
+    host = _host(key)
+    if ok:
+        cache.delete(f"gw:cb:fails:{host}")
+    elif (cache.incr(f"gw:cb:fails:{host}", BREAKER_WINDOW) or 0) >= BREAKER_THRESHOLD:
+        cache.set(f"gw:cb:open:{host}", 1, BREAKER_COOLDOWN)
+        log.warning("provider %s put in cooldown for %ss", key.provider, BREAKER_COOLDOWN)
+    _update_health(key.provider, ok, latency_ms)
+
+
+def _update_health(provider: str, ok: bool, latency_ms: int | None) -> None:
+    stats = cache.get(f"gw:health:{provider}") or {"latency": 1000.0, "errors": 0.0}
+    if latency_ms is not None:
+        stats["latency"] = 0.9 * stats["latency"] + 0.1 * latency_ms
+    stats["errors"] = 0.95 * stats["errors"] + 0.05 * (0.0 if ok else 1.0)
+    cache.set(f"gw:health:{provider}", stats, 24 * 3600)
+
+
+def health(provider: str) -> dict:
+    return cache.get(f"gw:health:{provider}") or {"latency": 1000.0, "errors": 0.0}
+
+
+# choosing ------------------------------------------------------------------------------
+
+
+def conversation_id(tenant: int, body: dict) -> str:
+    """Stable across a conversation's calls: its system prompt and first user turn."""
+    messages = body.get("messages") or []
+    head = [m for m in messages if m.get("role") in ("system", "developer")][:2]
+    first_user = next((m for m in messages if m.get("role") == "user"), None)
+    material = json.dumps([tenant, head, first_user], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(material.encode()).hexdigest()[:32]
+
+
+def _keyed(vault, provider: str):
+    return next((k for k in vault.keys if k.provider == provider), None) if vault else None
+
+
+def _allowed(caller, model_id: str) -> bool:
+    return not caller.allowed_models or model_id in caller.allowed_models
+
+
+def auto_ranked(caller, vault, needs: Needs) -> list[catalog.Model]:
+    providers = {k.provider for k in vault.keys} if vault else set()
+    pool = [m for m in catalog.load().models.values() if m.provider in providers and _allowed(caller, m.id) and capable(m, needs)]
+    if not pool:
+        return []
+    floor = _min_tier(needs)
+    if caller.routing_policy == "quality":
+        return sorted(pool, key=lambda m: (-m.tier, estimated_cost(m, needs), m.id))
+    strong_enough = [m for m in pool if m.tier >= floor] or pool
+    if caller.routing_policy == "balanced":
+
+        def score(m):
+            stats = health(m.provider)
+            return estimated_cost(m, needs) * (1 + stats["latency"] / 2000) * (1 + 5 * stats["errors"]), m.id
+
+        return sorted(strong_enough, key=score)
+    return sorted(strong_enough, key=lambda m: (estimated_cost(m, needs), m.id))
+
+
+def plan(caller, vault, name: str, needs: Needs, conversation: str, resolve) -> list[Choice]:
+    """The ordered routes to try: the primary first, then fallbacks. ``resolve`` maps a name to (model, key)."""
+    choices: list[Choice] = []
+    if name in AUTO_NAMES:
+        sticky_key = f"gw:sticky:{caller.user_id}:{conversation}"
+        sticky = cache.get(sticky_key)
+        ranked = auto_ranked(caller, vault, needs)
+        if not ranked:
+            raise errors.invalid_request(
+                "No model available to this key can serve this request (check your provider keys, the key's allowed models, "
+                "and the request's needs: context length, tools, images, JSON).",
+                "model",
+                "no_capable_model",
+            )
+        pinned = catalog.load().models.get(sticky) if sticky else None
+        if pinned and _keyed(vault, pinned.provider) and _allowed(caller, pinned.id) and capable(pinned, needs):
+            # The conversation keeps its model while that model can still serve it (its cache is warm there).
+            ranked = [pinned] + [m for m in ranked if m.id != pinned.id]
+        else:
+            cache.set(sticky_key, ranked[0].id, STICKY_SECONDS)
+        reason = {"cost": "auto:cheapest-capable", "balanced": "auto:balanced", "quality": "auto:quality"}[caller.routing_policy]
+        choices = [Choice(m, _keyed(vault, m.provider), reason) for m in ranked[:3]]
+    else:
+        model, key = resolve(name)
+        if not _allowed(caller, model.id):
+            raise errors.ApiError(
+                403, f"This AURA key is not allowed to use '{model.id}'.", "permission_error", "model_not_allowed", "model"
+            )
+        choices = [Choice(model, key, "explicit")]
+    for fallback in caller.fallback_models:
+        if any(c.model.id == fallback for c in choices):
+            continue
+        try:
+            model, key = resolve(fallback)
+        except errors.ApiError:
+            continue  # a fallback without a key or unknown to the catalog is skipped, not fatal
+        if capable(model, needs) or not model.listed:
+            choices.append(Choice(model, key, "fallback"))
+    return choices
+
+
+def provider_name(choice: Choice) -> str:
+    return PROVIDERS[choice.model.provider].name

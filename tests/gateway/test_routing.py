@@ -1,0 +1,134 @@
+"""Routing over real HTTP: auto, allow-lists, fallbacks, cooldown, stickiness."""
+
+import pytest
+import requests
+
+from gateway import catalog, routing, services
+from gateway.models import ApiKey
+from metrics.models import UsageRecord
+
+
+@pytest.fixture
+def key(alice, alice_key):
+    return ApiKey.objects.get(user=alice)
+
+
+@pytest.fixture
+def call(live_server, alice_key):
+    def send(body, headers=None):
+        body = {"messages": [{"role": "user", "content": "ECHO:ok"}], **body}
+        return requests.post(
+            live_server.url + "/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {alice_key}", **(headers or {})},
+            timeout=30,
+        )
+
+    return send
+
+
+def cheapest(providers, *, needs):
+    pool = [m for m in catalog.load().models.values() if m.provider in providers and routing.capable(m, needs)]
+    floor = 1 if needs.difficulty == 0 else 2 if needs.difficulty <= 2 else 3
+    strong = [m for m in pool if m.tier >= floor] or pool
+    return min(strong, key=lambda m: (routing.estimated_cost(m, needs), m.id))
+
+
+def test_auto_picks_the_cheapest_capable_model(call, upstream):
+    response = call({"model": "auto", "messages": [{"role": "user", "content": "ECHO:hi"}]})
+    assert response.status_code == 200
+    needs = routing.needs_of({"messages": [{"role": "user", "content": "ECHO:hi"}]}, 10)
+    expected = cheapest({"openai", "anthropic", "gemini"}, needs=needs)
+    assert response.headers["x-aura-model"] == expected.id
+    assert response.headers["x-aura-route-reason"] == "auto:cheapest-capable"
+    record = UsageRecord.objects.get()
+    assert record.model_requested == "auto" and record.model_used == expected.id and record.route_reason == "auto:cheapest-capable"
+
+
+def test_auto_respects_tools_and_vision(call, upstream):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    image = [{"type": "text", "text": "what"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
+    response = call({"model": "aura/auto", "tools": tools, "messages": [{"role": "user", "content": image}]})
+    chosen = catalog.load().models[response.headers["x-aura-model"]]
+    assert chosen.supports("tools") and chosen.supports("vision")
+
+
+def test_a_hard_prompt_gets_a_stronger_tier(call, upstream):
+    hard = "Prove step by step that the integral of x^2 from 0 to 1 equals 1/3, then write def check(): return 1/3 in Python."
+    response = call({"model": "auto", "messages": [{"role": "user", "content": hard}]})
+    assert catalog.load().models[response.headers["x-aura-model"]].tier >= 3 - 0  # difficulty 3 needs the top tier
+
+
+def test_the_quality_policy_prefers_the_top_tier(call, upstream, key):
+    services.api_key_configure(key=key, routing_policy="quality")
+    response = call({"model": "auto"})
+    assert catalog.load().models[response.headers["x-aura-model"]].tier == 3
+    assert response.headers["x-aura-route-reason"] == "auto:quality"
+
+
+def test_an_allow_list_limits_auto_and_refuses_other_models(call, upstream, key):
+    services.api_key_configure(key=key, allowed_models=["gemini-2.5-flash"])
+    assert call({"model": "auto"}).headers["x-aura-model"] == "gemini-2.5-flash"
+    refused = call({"model": "gpt-4o-mini"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "model_not_allowed"
+
+
+def test_explicit_models_are_honoured_exactly(call, upstream):
+    response = call({"model": "claude-haiku-4-5"})
+    assert response.headers["x-aura-model"] == "claude-haiku-4-5" and response.headers["x-aura-route-reason"] == "explicit"
+
+
+def test_a_429_falls_back_to_the_next_model(call, upstream, key):
+    services.api_key_configure(key=key, fallback_models=["claude-haiku-4-5"])
+    upstream.fail_next(429, headers={"Retry-After": "30"})
+    response = call({"model": "gpt-4o-mini"})
+    assert response.status_code == 200
+    assert response.headers["x-aura-model"] == "claude-haiku-4-5"
+    assert response.headers["x-aura-route-reason"] == "fallback:429"
+    failed, served = UsageRecord.objects.order_by("id")
+    assert failed.status == 429 and failed.request_id == response.headers["x-request-id"] + "-1"
+    assert served.status == 200 and served.request_id == response.headers["x-request-id"]
+
+
+def test_a_5xx_falls_back_and_a_timeout_too(call, upstream, key, settings):
+    services.api_key_configure(key=key, fallback_models=["gemini-2.5-flash"])
+    upstream.fail_next(500)
+    assert call({"model": "gpt-4o-mini"}).headers["x-aura-route-reason"] == "fallback:5xx"
+    settings.AURA_UPSTREAM_READ_TIMEOUT = 0.5
+    response = call({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "FAIL_TIMEOUT"}]})
+    assert response.headers.get("x-aura-route-reason") == "fallback:timeout"
+
+
+def test_a_short_retry_after_is_honoured_on_the_same_model(call, upstream):
+    upstream.fail_next(429, headers={"Retry-After": "1"})
+    response = call({"model": "gpt-4o-mini"})
+    assert response.status_code == 200 and response.headers["x-aura-model"] == "gpt-4o-mini"
+    assert UsageRecord.objects.count() == 2
+
+
+def test_a_failing_provider_cools_down_for_every_node(call, upstream, key):
+    services.api_key_configure(key=key, fallback_models=["claude-haiku-4-5"])
+    for _ in range(routing.BREAKER_THRESHOLD):
+        upstream.fail_next(503)
+        call({"model": "gpt-4o-mini"})
+    upstream.reset()
+    response = call({"model": "gpt-4o-mini"})
+    assert response.headers["x-aura-route-reason"] == "fallback:cooldown"
+    assert response.headers["x-aura-provider"] == "anthropic"
+    assert not any(r["path"] == "/v1/chat/completions" for r in upstream.requests)
+
+
+def test_auto_sticks_to_one_route_per_conversation(call, upstream):
+    first = call({"model": "auto", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "ECHO:1"}]})
+    later = call(
+        {
+            "model": "auto",
+            "messages": [
+                {"role": "system", "content": "S"},
+                {"role": "user", "content": "ECHO:1"},
+                {"role": "assistant", "content": "1"},
+                {"role": "user", "content": "Now prove step by step why def f(): return 1 works, with an integral."},
+            ],
+        }
+    )
+    assert later.headers["x-aura-model"] == first.headers["x-aura-model"]
