@@ -2,10 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Tests run over plain HTTP against the test client; everything else comes from the environment
-# (set DATABASE_URL and REDIS_URL to test against PostgreSQL and Redis).
+# (set DATABASE_URL and REDIS_URL to test against PostgreSQL and Redis). The tests flush the
+# cache's Redis database between tests, so Celery's broker gets database 13 of the same server.
 TEST_ENV := SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false DEBUG=false AURA_UPSTREAM_ALLOW_PRIVATE=true \
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz} \
-	AURA_VAULT_KEYS=$${AURA_VAULT_KEYS:-1:dGVzdC1vbmx5LXZhdWx0LWtleS0zMi1ieXRlcy0hISE=}
+	AURA_VAULT_KEYS=$${AURA_VAULT_KEYS:-1:dGVzdC1vbmx5LXZhdWx0LWtleS0zMi1ieXRlcy0hISE=} \
+	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$${REDIS_URL:+$${REDIS_URL%/*}/13}}
 
 .PHONY: run test setup lint
 

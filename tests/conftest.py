@@ -40,3 +40,62 @@ def charlie(db):
 def alice_client(client, alice):
     client.force_login(alice)
     return client
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real Celery worker process on the test database, when a broker is configured.
+
+    Without Redis (the embedded default) tasks run eagerly in-process instead, and this
+    fixture starts nothing. Tests that use it need ``transactional_db``: the worker only
+    sees committed rows.
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from django.conf import settings
+
+    from aura.celery import app
+
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        yield None
+        return
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "AURA_ENV_FILE": "/nonexistent/.env",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "aura",
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "4",
+            "--queues",
+            "default,billing,metrics",
+            "--loglevel",
+            "WARNING",
+            "--without-heartbeat",
+            "--without-mingle",
+            "--without-gossip",
+        ],
+        env=env,
+    )
+    try:
+        deadline = time.time() + 60
+        while not app.control.ping(timeout=0.5):
+            if worker.poll() is not None or time.time() > deadline:
+                raise RuntimeError("the Celery worker did not start")
+        yield worker
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
