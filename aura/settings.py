@@ -318,11 +318,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
-        "script-src": [SELF, NONCE],
+        # Paddle.js (checkout overlay) is the one external script, on the pricing and billing pages.
+        "script-src": [SELF, NONCE, "https://cdn.paddle.com"],
         "style-src": [SELF],
         "img-src": [SELF, "data:"],
+        "frame-src": ["https://buy.paddle.com", "https://sandbox-buy.paddle.com"],
         "font-src": [SELF],
-        "connect-src": [SELF],
+        "connect-src": [SELF, "https://*.paddle.com"],
         "object-src": [NONE],
         "base-uri": [SELF],
         "form-action": [SELF],
@@ -357,7 +359,18 @@ AURA_AUTH_CACHE_SECONDS = env_int("AURA_AUTH_CACHE_SECONDS", 300, 1)
 PADDLE_ENVIRONMENT = env_choice("PADDLE_ENVIRONMENT", "sandbox", ("sandbox", "production"))
 PADDLE_API_KEY = env.str("PADDLE_API_KEY", default="")
 PADDLE_CLIENT_TOKEN = env.str("PADDLE_CLIENT_TOKEN", default="")
+# Comma-separated: during a secret rotation both the old and the new endpoint secret verify.
 PADDLE_WEBHOOK_SECRET = env.str("PADDLE_WEBHOOK_SECRET", default="")
+PADDLE_API_URL = env_url(
+    "PADDLE_API_URL", "https://sandbox-api.paddle.com" if PADDLE_ENVIRONMENT == "sandbox" else "https://api.paddle.com", ("http", "https")
+).rstrip("/")
+# Price ids of the paid plans: sandbox and live ids differ.
+PADDLE_PRICE_PRO = env.str("PADDLE_PRICE_PRO", default="")
+PADDLE_PRICE_TEAM = env.str("PADDLE_PRICE_TEAM", default="")
+PADDLE_WEBHOOK_TOLERANCE_SECONDS = env_int("PADDLE_WEBHOOK_TOLERANCE_SECONDS", 300, 1)
+PADDLE_TIMEOUT = env_int("PADDLE_TIMEOUT_MS", 10_000, 1) / 1000
+# A past_due subscription keeps its plan this long, then falls to Free.
+BILLING_PAST_DUE_GRACE_DAYS = env_int("BILLING_PAST_DUE_GRACE_DAYS", 7, 0)
 
 # Logging: request bodies are never logged; anything shaped like a key is redacted. -
 

@@ -16,9 +16,10 @@ import requests
 from django.conf import settings
 
 from aura.http import client_ip
+from billing.selectors import current_plan
 from metrics.services import usage_record
 
-from . import catalog, compression, errors, response_cache, routing, services, tokenizer, upstream
+from . import catalog, compression, errors, limits, response_cache, routing, services, tokenizer, upstream
 from . import savings as savings_
 from .adapters import ADAPTERS
 from .adapters.base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, sse
@@ -56,12 +57,13 @@ class Context:
     baseline_model: catalog.Model | None = None
     savings: savings_.Savings | None = None
     attempt: int = 0
+    limit_headers: dict = field(default_factory=dict)
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
 
     def headers(self) -> dict:
-        headers = {"x-request-id": self.request_id, "x-aura-overhead-ms": f"{self.overhead_ms():.2f}"}
+        headers = {"x-request-id": self.request_id, "x-aura-overhead-ms": f"{self.overhead_ms():.2f}", **self.limit_headers}
         if self.route:
             headers.update(
                 {
@@ -85,6 +87,17 @@ def start(request, endpoint: str) -> Context:
 
 
 # authenticate ----------------------------------------------------------------------
+
+
+def admit(ctx: Context, request) -> services.Caller:
+    """Authenticate the key, then count the call against the plan's limits."""
+    ctx.caller = authenticate(request)
+    try:
+        ctx.limit_headers = limits.enforce(ctx.caller.user_id)
+    except ApiError as error:
+        ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
+        raise
+    return ctx.caller
 
 
 def authenticate(request) -> services.Caller:
@@ -274,6 +287,8 @@ def plan(ctx: Context, body: dict) -> list[Route]:
     caller = ctx.caller
     vault = services.sealed_vault(caller.user_id)
     name = body["model"].strip()
+    if name in routing.AUTO_NAMES and not current_plan(caller.user_id).includes("routing"):
+        raise _not_in_plan("automatic routing", current_plan(caller.user_id))
     # Auto routing needs a real count (context windows, difficulty); explicit routes only check fallbacks.
     estimate = count_prompt(body, "o200k_base") if name in routing.AUTO_NAMES else len(json.dumps(body.get("messages"))) // 4
     rough = routing.needs_of(body, estimate)
@@ -312,14 +327,37 @@ def _header_int(request, name: str, low: int, high: int) -> int | None:
     return value
 
 
+def _not_in_plan(feature: str, plan) -> ApiError:
+    return ApiError(
+        403,
+        f"The {plan.name} plan does not include {feature}. Upgrade on the AURA billing page.",
+        "permission_error",
+        "feature_not_in_plan",
+    )
+
+
 def options(request, caller: services.Caller) -> Options:
-    """The key's settings, overridden per request by x-aura-* headers."""
-    level = request.META.get("HTTP_X_AURA_COMPRESS", caller.compression).strip().lower()
+    """The key's settings, overridden per request by x-aura-* headers, within what the plan includes.
+
+    A key setting the plan no longer includes is quietly off; asking for it per request is a 403.
+    """
+    plan = current_plan(caller.user_id)
+    asked = request.META.get("HTTP_X_AURA_COMPRESS")
+    level = (asked or caller.compression).strip().lower()
     if level not in compression.LEVELS:
         raise errors.invalid_request("The x-aura-compress header must be off, lossless or aggressive.", "x-aura-compress")
-    cache_mode = request.META.get("HTTP_X_AURA_CACHE", "on" if caller.cache_enabled else "off").strip().lower()
+    if level == "aggressive" and not plan.includes("aggressive_compression"):
+        if asked:
+            raise _not_in_plan("aggressive compression", plan)
+        level = "lossless"
+    asked = request.META.get("HTTP_X_AURA_CACHE")
+    cache_mode = (asked or ("on" if caller.cache_enabled else "off")).strip().lower()
     if cache_mode not in ("on", "off", "refresh"):
         raise errors.invalid_request("The x-aura-cache header must be on, off or refresh.", "x-aura-cache")
+    if cache_mode != "off" and not plan.includes("response_cache"):
+        if asked:
+            raise _not_in_plan("the response cache", plan)
+        cache_mode = "off"
     ttl = _header_int(request, "x-aura-cache-ttl", 1, response_cache.MAX_TTL) or caller.cache_ttl
     budget = _header_int(request, "x-aura-max-prompt-tokens", 1, 10_000_000)
     return Options(compression=level, cache=cache_mode, cache_ttl=ttl, max_prompt_tokens=budget)

@@ -53,7 +53,7 @@ def _require(request, method: str):
 @_guard
 def chat(request, ctx):
     _require(request, "POST")
-    ctx.caller = pipeline.authenticate(request)
+    pipeline.admit(ctx, request)
     body = pipeline.read_json(request)
     pipeline.validate_chat(body)
     opts = pipeline.options(request, ctx.caller)
@@ -100,7 +100,7 @@ def _from_cache(ctx, answer: dict, body: dict):
 @_guard
 def embeddings(request, ctx):
     _require(request, "POST")
-    ctx.caller = pipeline.authenticate(request)
+    pipeline.admit(ctx, request)
     body = pipeline.read_json(request)
     pipeline.validate_embeddings(body)
     ctx.model_requested = body["model"]

@@ -21,6 +21,28 @@ def make_user(email, name, **extra):
     return user_create(email=email, password=PASSWORD, display_name=name, verified=True, **extra)
 
 
+def subscribe(user, plan="team", status="active", **fields):
+    """Put ``user`` on a paid plan, as an applied Paddle webhook would."""
+    from django.utils import timezone
+
+    from billing.models import Subscription
+    from billing.selectors import forget_plan
+
+    subscription, _ = Subscription.objects.update_or_create(
+        user=user,
+        defaults={
+            "paddle_subscription_id": f"sub_{user.pk:026d}",
+            "paddle_customer_id": f"ctm_{user.pk:026d}",
+            "status": status,
+            "plan": plan,
+            "state_at": timezone.now(),
+            **fields,
+        },
+    )
+    forget_plan(user.pk)
+    return subscription
+
+
 @pytest.fixture
 def alice(db):
     return make_user("alice@example.org", "Alice")

@@ -123,6 +123,6 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
 def test_env_example_lists_every_setting():
     import re
 
-    read = set(re.findall(r'env(?:_bool|_int|_choice|_url|\.str|\.list)\("([A-Z_]+)"', (ROOT / "aura/settings.py").read_text()))
+    read = set(re.findall(r'env(?:_bool|_int|_choice|_url|\.str|\.list)\(\s*"([A-Z_]+)"', (ROOT / "aura/settings.py").read_text()))
     listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read == listed

@@ -8,9 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 from metrics.models import UsageRecord
+from tests.conftest import subscribe
 
 
-def test_concurrent_calls_leave_exactly_one_record_each(live_server, alice_key, upstream):
+def test_concurrent_calls_leave_exactly_one_record_each(live_server, alice, alice_key, upstream):
+    subscribe(alice, "team")  # 200 calls at once: above the Free plan's rate
     url = live_server.url + "/v1/chat/completions"
     headers = {"Authorization": f"Bearer {alice_key}"}
 
