@@ -41,6 +41,8 @@ def _user_show_args(parser):
 def user_summary(user: User) -> dict:
     """What ``aura user-show`` prints: facts about the account, never a secret."""
     plan = plan_for(user)
+    subscription = getattr(user, "subscription", None) if hasattr(user, "subscription") else None
+    month = month_totals(user.pk)
     return {
         "id": user.pk,
         "email": user.email,
@@ -48,10 +50,12 @@ def user_summary(user: User) -> dict:
         "email_verified": user.email_verified,
         "status": "active" if user.is_active else "inactive",
         "plan": plan.code,
+        "subscription_status": subscription.status if subscription else None,
+        "quota": {"monthly_requests": plan.monthly_requests, "used": month["requests"], "requests_per_minute": plan.requests_per_minute},
         "language": user.language,
         "created": user.created.isoformat(),
         "last_login": user.last_login.isoformat() if user.last_login else None,
-        "this_month": month_totals(user.pk),
+        "this_month": month,
     }
 
 

@@ -1,8 +1,11 @@
 import pytest
 from django.core.cache import cache
+from openai import OpenAI
 
 from accounts.services import user_create
 from aura import cache as shared_cache
+from gateway import services
+from gateway.mock_provider import MockProvider
 
 PASSWORD = "correct horse battery staple"
 CHROME_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
@@ -121,3 +124,44 @@ def celery_worker(django_db_setup, django_db_blocker):
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+# The mock provider and a wired account: used by gateway, billing and metrics tests.
+
+
+@pytest.fixture(scope="session")
+def mock():
+    provider = MockProvider().start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture
+def upstream(mock):
+    mock.reset()
+    return mock
+
+
+def wire(user, mock, providers=("openai", "anthropic", "gemini")):
+    """Store provider keys for ``user`` pointing at the mock provider, and issue an AURA key."""
+    bases = {"openai": f"{mock.url}/v1", "anthropic": mock.url, "gemini": mock.url, "mistral": f"{mock.url}/v1", "custom": f"{mock.url}/v1"}
+    for provider in providers:
+        services.provider_key_save(
+            user=user,
+            provider=provider,
+            api_key=f"sk-{provider}-secret-0123456789",
+            base_url=bases[provider],
+            label="local" if provider == "custom" else "",
+        )
+    _key, secret = services.api_key_issue(user=user, name="tests")
+    return secret
+
+
+@pytest.fixture
+def alice_key(alice, upstream):
+    return wire(alice, upstream)
+
+
+@pytest.fixture
+def sdk(live_server, alice_key):
+    return OpenAI(base_url=f"{live_server.url}/v1", api_key=alice_key, max_retries=0, timeout=20)

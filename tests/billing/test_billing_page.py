@@ -1,0 +1,111 @@
+"""The billing page and its Paddle API calls, against a local stand-in for Paddle's API."""
+
+from django.core import mail
+
+from billing.tasks import send_billing_email_task
+from tests.conftest import subscribe
+
+from .conftest import PRICE_TEAM
+
+
+def test_a_free_account_sees_its_plan_and_usage(alice_client):
+    body = alice_client.get("/billing/").content.decode()
+    assert "Free" in body and "0 of 10,000 requests" in body and "See plans" in body
+
+
+def test_the_pricing_page_opens_paddle_checkout_with_the_account(alice_client, alice):
+    response = alice_client.get("/pricing/")
+    body = response.content.decode()
+    assert 'src="https://cdn.paddle.com/paddle/v2/paddle.js"' in body
+    assert f'data-checkout-price="{PRICE_TEAM}"' in body
+    assert f'"account": {alice.pk}' in body and '"environment": "sandbox"' in body
+    assert "https://cdn.paddle.com" in response["Content-Security-Policy"]
+
+
+def test_the_public_pricing_page_has_no_external_script_without_checkout(client, db, settings):
+    settings.PADDLE_CLIENT_TOKEN = ""
+    assert "cdn.paddle.com" not in client.get("/pricing/").content.decode()
+
+
+def test_cancel_calls_paddle(alice_client, alice, paddle_api):
+    subscribe(alice, "pro")
+    response = alice_client.post("/billing/cancel/", follow=True)
+    assert "will end at the close of the current period" in response.content.decode()
+    call = paddle_api.calls[-1]
+    assert call["method"] == "POST" and call["path"] == f"/subscriptions/sub_{alice.pk:026d}/cancel"
+    assert call["json"] == {"effective_from": "next_billing_period"}
+    assert call["auth"] == "Bearer pdl_sdbx_apikey_test"
+
+
+def test_change_plan_patches_the_subscription(alice_client, alice, paddle_api):
+    subscribe(alice, "pro")
+    alice_client.post("/billing/change/", {"plan": "team"})
+    call = paddle_api.calls[-1]
+    assert call["method"] == "PATCH"
+    assert call["json"] == {"items": [{"price_id": PRICE_TEAM, "quantity": 1}], "proration_billing_mode": "prorated_immediately"}
+
+
+def test_update_payment_method_returns_a_transaction_for_paddle_js(alice_client, alice, paddle_api):
+    subscribe(alice, "pro", status="past_due")
+    response = alice_client.post("/billing/payment-method/")
+    assert response.json() == {"transaction_id": "txn_01hv8wptq8987qeep44cyrewp9"}
+
+
+def test_the_portal_link_is_a_fresh_session(alice_client, alice, paddle_api):
+    subscribe(alice, "pro")
+    first = alice_client.post("/billing/portal/")
+    alice_client.post("/billing/portal/")
+    assert first.status_code == 302 and first.url.startswith("https://customer-portal.paddle.com/")
+    assert [c["path"] for c in paddle_api.calls].count(f"/customers/ctm_{alice.pk:026d}/portal-sessions") == 2
+
+
+def test_paddle_errors_are_retried_then_explained(alice_client, alice, paddle_api):
+    subscribe(alice, "pro")
+    paddle_api.fail = [503]
+    alice_client.post("/billing/cancel/")
+    assert len(paddle_api.calls) == 2  # retried once after the 503
+    paddle_api.fail = [403]
+    body = alice_client.post("/billing/cancel/", follow=True).content.decode()
+    assert "Paddle refused the request (403 forbidden)" in body
+
+
+def test_without_a_subscription_the_actions_are_404(alice_client, paddle_api):
+    assert alice_client.post("/billing/cancel/").status_code == 404
+    assert alice_client.post("/billing/portal/").status_code == 404
+    assert paddle_api.calls == []
+
+
+def test_invoices_of_another_account_are_404(client, alice, bob, paddle_api):
+    from django.utils import timezone
+
+    from billing.models import Transaction
+
+    Transaction.objects.create(user=alice, paddle_transaction_id="txn_alice", status="completed", state_at=timezone.now())
+    client.force_login(bob)
+    assert client.get("/billing/invoices/txn_alice/").status_code == 404
+    client.force_login(alice)
+    assert client.get("/billing/invoices/txn_alice/").url.endswith("invoice.pdf")
+
+
+def test_billing_emails_are_sent_once_in_the_users_language(bob, alice):
+    subscribe(bob, "pro", status="past_due")
+    send_billing_email_task.apply(args=[bob.pk, "payment-failed", 1])
+    send_billing_email_task.apply(args=[bob.pk, "payment-failed", 1])
+    assert len(mail.outbox) == 1
+    assert "/billing/" in mail.outbox[0].body
+    send_billing_email_task.apply(args=[alice.pk, "renewal-receipt", 2])
+    assert mail.outbox[1].subject == "Your AURA subscription renewed"
+
+
+def test_user_show_reports_plan_status_and_quota(alice):
+    import json
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    subscribe(alice, "pro", status="past_due")
+    out = StringIO()
+    call_command("aura", "user-show", "--email", "alice@example.org", stdout=out)
+    data = json.loads(out.getvalue())
+    assert data["plan"] == "pro" and data["subscription_status"] == "past_due"
+    assert data["quota"] == {"monthly_requests": 500_000, "used": 0, "requests_per_minute": 600}
