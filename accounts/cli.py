@@ -67,7 +67,23 @@ def _user_show(options, out):
     out.write(json.dumps(user_summary(user), sort_keys=True))
 
 
+def _run_job_args(parser):
+    from .retention import JOBS
+
+    parser.add_argument("job", choices=sorted(JOBS))
+
+
+def _run_job(options, out):
+    from .retention import run
+
+    more = True
+    while more:
+        audit, more = run(options["job"])
+        out.write(f"{audit.job}: removed {json.dumps(audit.removed, sort_keys=True)}")
+
+
 COMMANDS = {
+    "run-job": ("Run a retention job to completion now (also scheduled by Celery beat).", _run_job_args, _run_job),
     "user-create": ("Create a verified user.", _user_create_args, _user_create),
     "user-show": ("Print one JSON object about a user.", _user_show_args, _user_show),
 }

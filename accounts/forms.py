@@ -85,3 +85,33 @@ class ResetForm(PasswordResetForm):
         link = settings.SITE_URL + f"/reset/{context['uid']}/{context['token']}/"
         hours = settings.PASSWORD_RESET_TIMEOUT // 3600
         send_email("password-reset", to=to_email, context={"user": user, "link": link, "hours": hours}, language=user.language)
+
+
+class PrivacyChoicesForm(forms.Form):
+    restrict = forms.BooleanField(
+        label=_("Restrict processing"),
+        required=False,
+        help_text=_("AURA uses your data only to deliver the service: your usage is left out of every aggregate, statistic and analysis."),
+    )
+    object_to_analytics = forms.BooleanField(
+        label=_("Object to analytics"),
+        required=False,
+        help_text=_("Your usage is left out of the anonymised aggregates that tune routing and compression."),
+    )
+
+
+class DeleteAccountForm(forms.Form):
+    password = forms.CharField(
+        label=_("Your password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+    confirm = forms.BooleanField(label=_("I understand what happens to my data, as described above"))
+
+    def __init__(self, *args, user, **kwargs):
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean_password(self):
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise forms.ValidationError(_("That is not your password."))
+        return password

@@ -1,3 +1,5 @@
+import uuid
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
@@ -43,6 +45,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_staff = models.BooleanField(default=False)
     created = models.DateTimeField(default=timezone.now)
     updated = models.DateTimeField(auto_now=True)
+    # GDPR choices, each recorded with the time it was set (None: not chosen).
+    restricted_at = models.DateTimeField(null=True, blank=True, help_text="processing restricted to delivering the service")
+    objected_at = models.DateTimeField(null=True, blank=True, help_text="objected to analytics on the account's usage")
+    deletion_requested_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     objects = UserManager()
 
@@ -59,6 +65,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     def clean(self):
         super().clean()
         self.email = UserManager.normalize_email(self.email)
+
+    @property
+    def excluded_from_analytics(self) -> bool:
+        return self.restricted_at is not None or self.objected_at is not None
 
     def get_full_name(self):
         return self.display_name
@@ -83,3 +93,38 @@ class LoginEvent(models.Model):
 
     def __str__(self):
         return f"{'login' if self.succeeded else 'failed login'} {self.created:%Y-%m-%d %H:%M}"
+
+
+class DataExport(models.Model):
+    """A GDPR export: a ZIP of the account's data, downloadable by its owner until it expires."""
+
+    PENDING, READY, FAILED = "pending", "ready", "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="exports")
+    status = models.CharField(max_length=8, default=PENDING)
+    created = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+    size = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"export {self.pk} ({self.status})"
+
+
+class RetentionRun(models.Model):
+    """The audit of one retention job run: what it removed, by count. No personal data."""
+
+    job = models.CharField(max_length=40)
+    started = models.DateTimeField(default=timezone.now)
+    finished = models.DateTimeField(null=True, blank=True)
+    removed = models.JSONField(default=dict)
+    account_ids = models.JSONField(default=list, help_text="accounts erased or shredded by this run")
+
+    class Meta:
+        ordering = ["-started"]
+
+    def __str__(self):
+        return f"{self.job} at {self.started:%Y-%m-%d %H:%M}"

@@ -10,6 +10,17 @@ from .services import login_event_record
 @receiver(user_logged_in)
 def record_login(sender, request, user, **kwargs):
     login_event_record(user=user, request=request, succeeded=True)
+    # Logging in within the 30 days cancels a deletion request, as the confirmation email says.
+    from django.contrib import messages
+    from django.utils.translation import gettext as _
+
+    from .privacy import deletion_cancel
+
+    if deletion_cancel(user=user) and request is not None and hasattr(request, "_messages"):
+        messages.success(
+            request,
+            _("Welcome back! Your account deletion is canceled. Add your provider keys and issue a new AURA key to use the API again."),
+        )
 
 
 @receiver(user_login_failed)

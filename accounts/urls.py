@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from . import views
+from . import privacy_views, views
 
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
@@ -27,6 +27,12 @@ urlpatterns = [
     ),
     path("settings/", views.settings_page, name="settings"),
     path("settings/password/", views.password_change, name="password_change"),
+    path("settings/privacy/", privacy_views.privacy_settings, name="privacy_settings"),
+    path("settings/privacy/choices/", privacy_views.privacy_choices, name="privacy_choices"),
+    path("settings/privacy/export/", privacy_views.export_request, name="export_request"),
+    path("settings/privacy/exports/<uuid:pk>/", privacy_views.export_download, name="export_download"),
+    path("settings/privacy/delete/", privacy_views.delete_account, name="delete_account"),
+    path("account/restore/<str:token>/", privacy_views.cancel_deletion, name="cancel_deletion"),
     path("language/", views.set_language, name="set_language"),
     path("theme/", views.set_theme, name="set_theme"),
 ]

@@ -232,7 +232,19 @@ CELERY_TASK_ROUTES = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The periodic schedule: one beat, entries added by the apps' issues, one comment each.
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE: dict = {
+    # Retention (privacy policy §6), each job batched and re-queued while work remains:
+    # raw usage records, login history and log files older than 14 days.
+    "purge-logs": {"task": "accounts.run_retention_job_task", "schedule": 3600, "args": ["purge-logs"]},
+    # accounts 30 days after their deletion request.
+    "erase-accounts": {"task": "accounts.run_retention_job_task", "schedule": 3600, "args": ["erase-accounts"]},
+    # provider key rows of accounts awaiting deletion (their data key is shredded at once): within 24 h.
+    "shred-keys": {"task": "accounts.run_retention_job_task", "schedule": 900, "args": ["shred-keys"]},
+    # fold usage into aggregates with no user link, before the raw records go; drop those over 12 months.
+    "anonymise-usage": {"task": "accounts.run_retention_job_task", "schedule": 6 * 3600, "args": ["anonymise-usage"]},
+    # GDPR export files after 7 days.
+    "expire-exports": {"task": "accounts.run_retention_job_task", "schedule": 3600, "args": ["expire-exports"]},
+}
 
 # Email ------------------------------------------------------------------------
 
@@ -375,6 +387,8 @@ BILLING_PAST_DUE_GRACE_DAYS = env_int("BILLING_PAST_DUE_GRACE_DAYS", 7, 0)
 # Logging: request bodies are never logged; anything shaped like a key is redacted. -
 
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"))
+# Optional log files, rotated at midnight and kept 14 days (the purge-logs job removes strays).
+LOG_DIR = env.str("LOG_DIR", default="")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -382,8 +396,22 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        **(
+            {
+                "file": {
+                    "class": "logging.handlers.TimedRotatingFileHandler",
+                    "filename": str(Path(LOG_DIR) / "aura.log"),
+                    "when": "midnight",
+                    "backupCount": 14,
+                    "formatter": "plain",
+                    "filters": ["redact"],
+                }
+            }
+            if LOG_DIR
+            else {}
+        ),
     },
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "root": {"handlers": ["console", *(["file"] if LOG_DIR else [])], "level": LOG_LEVEL},
     "loggers": {
         # Django's request logger can attach the request; our filter drops it.
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},

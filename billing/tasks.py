@@ -41,3 +41,19 @@ def send_billing_email_task(user_id: int, kind: str, event_pk: int) -> None:
         language=user.language,
     )
     cache.set(sent_marker, 1, 7 * 24 * 3600)
+
+
+@shared_task(name="billing.cancel_subscription_task", autoretry_for=(Exception,), retry_backoff=60, max_retries=8, acks_late=True)
+def cancel_subscription_task(user_id: int) -> None:
+    """An account deletion cancels its Paddle subscription (at once, not at period end)."""
+    from . import paddle
+
+    subscription = Subscription.objects.filter(user_id=user_id).exclude(status="canceled").first()
+    if subscription is None:
+        return
+    try:
+        paddle._call("POST", f"/subscriptions/{subscription.paddle_subscription_id}/cancel", {"effective_from": "immediately"})
+    except paddle.PaddleError as error:
+        if "not configured" in str(error):
+            return  # no Paddle on this AURA: nothing to cancel there
+        raise

@@ -614,7 +614,7 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
             except ApiError as error:
                 if error.status not in RETRIABLE:
                     raise
-                routing.record_outcome(candidate.key, ok=False)
+                routing.record_outcome(candidate.key, ok=False, analytics=ctx.caller.analytics)
                 last_error = error
                 more = index + 1 < len(usable)
                 pause = _retry_pause(error) if not more and attempt == 0 else None
@@ -626,7 +626,7 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
                 time.sleep(pause)
                 continue
             ctx.aura_cached = call.steered
-            routing.record_outcome(candidate.key, ok=True, latency_ms=ctx.ttfb_ms)
+            routing.record_outcome(candidate.key, ok=True, latency_ms=ctx.ttfb_ms, analytics=ctx.caller.analytics)
             return response, call
     raise last_error
 

@@ -111,14 +111,15 @@ def breaker_open(key) -> bool:
     return bool(cache.get(f"gw:cb:open:{_host(key)}"))
 
 
-def record_outcome(key, *, ok: bool, latency_ms: int | None = None) -> None:
+def record_outcome(key, *, ok: bool, latency_ms: int | None = None, analytics: bool = True) -> None:
     host = _host(key)
     if ok:
         cache.delete(f"gw:cb:fails:{host}")
     elif (cache.incr(f"gw:cb:fails:{host}", BREAKER_WINDOW) or 0) >= BREAKER_THRESHOLD:
         cache.set(f"gw:cb:open:{host}", 1, BREAKER_COOLDOWN)
         log.warning("provider %s put in cooldown for %ss", key.provider, BREAKER_COOLDOWN)
-    _update_health(key.provider, ok, latency_ms)
+    if analytics:  # accounts that restricted processing or objected are left out of the shared statistics
+        _update_health(key.provider, ok, latency_ms)
 
 
 def _update_health(provider: str, ok: bool, latency_ms: int | None) -> None:

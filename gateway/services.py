@@ -48,6 +48,7 @@ class Caller:
     allowed_models: tuple = ()
     fallback_models: tuple = ()
     reference_model: str = "gpt-4o"
+    analytics: bool = True  # False when the account restricted processing or objected
 
 
 _CALLER_FIELDS = (
@@ -60,6 +61,8 @@ _CALLER_FIELDS = (
     "allowed_models",
     "fallback_models",
     "reference_model",
+    "user__restricted_at",
+    "user__objected_at",
 )
 
 
@@ -99,7 +102,14 @@ def _caller_from_row(row) -> Caller:
     values["key_id"] = values.pop("id")
     values["allowed_models"] = tuple(values["allowed_models"] or ())
     values["fallback_models"] = tuple(values["fallback_models"] or ())
+    values["analytics"] = values.pop("user__restricted_at") is None and values.pop("user__objected_at") is None
     return Caller(**values)
+
+
+def api_keys_forget(*, user) -> None:
+    """Drop every node's cached view of the user's keys (after a change to the account itself)."""
+    for digest in ApiKey.objects.filter(user=user).values_list("digest", flat=True):
+        cache.delete(_auth_cache_key(digest))
 
 
 def api_key_configure(*, key: ApiKey, **settings_) -> ApiKey:

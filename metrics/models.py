@@ -47,3 +47,28 @@ class UsageRecord(models.Model):
 
     def __str__(self):
         return f"{self.request_id} {self.model_requested} {self.status}"
+
+
+class AnonymousAggregate(models.Model):
+    """Usage of all accounts together, per day, provider and model: no link to any account.
+
+    Accounts that restricted processing or objected are left out. Kept 12 months.
+    """
+
+    day = models.DateField()
+    provider = models.CharField(max_length=16)
+    model = models.CharField(max_length=120)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    tokens_saved = models.BigIntegerField(default=0)
+    cache_hits = models.PositiveIntegerField(default=0)
+    latency_ms_total = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "provider", "model"], name="metrics_anonymous_unique_day")]
+
+    def __str__(self):
+        return f"{self.day} {self.provider}/{self.model}"

@@ -47,6 +47,9 @@
       });
     });
 
+    var poll = document.querySelector("[data-poll]");
+    if (poll) { window.setTimeout(function () { window.location.reload(); }, parseInt(poll.getAttribute("data-poll"), 10)); }
+
     var select = document.querySelector("select[data-autosubmit]");
     if (select) {
       store("aura-language", select.value);

@@ -1,0 +1,38 @@
+"""The gateway's part of a GDPR export: keys described, never revealed."""
+
+from accounts.exports import as_json
+
+
+def collect(user) -> dict:
+    api_keys = list(
+        user.api_keys.values(
+            "name",
+            "prefix",
+            "created",
+            "last_used",
+            "revoked",
+            "compression",
+            "cache_enabled",
+            "cache_ttl",
+            "routing_policy",
+            "allowed_models",
+            "fallback_models",
+            "reference_model",
+        )
+    )
+    provider_keys = [
+        {
+            "provider": k.provider,
+            "label": k.label,
+            "last4": k.last4,
+            "base_url": k.base_url,
+            "check": k.check_status,
+            "created": k.created,
+            "updated": k.updated,
+        }
+        for k in user.provider_keys.all()
+    ]
+    return {
+        "api_keys.json": ("your AURA keys: names, prefixes, dates and settings (the keys themselves are never stored)", as_json(api_keys)),
+        "provider_keys.json": ("your provider keys: provider, label, last 4 characters (never the key)", as_json(provider_keys)),
+    }

@@ -1,0 +1,136 @@
+"""The user's rights from Settings → Privacy: export, restriction, objection, erasure with recovery."""
+
+import json
+import re
+import zipfile
+from io import BytesIO
+
+from django.core import mail
+
+from accounts.models import DataExport, User
+from gateway import services
+from gateway.models import ApiKey, DataKey
+from tests.conftest import PASSWORD
+
+
+def test_the_page_states_what_is_kept_and_for_how_long(alice_client):
+    body = alice_client.get("/settings/privacy/").content.decode()
+    for text in ("14 days", "12 months", "30 days (you can recover it), then erased", "never stores the content of your prompts"):
+        assert text in body
+
+
+def wait_ready(export_id, timeout=30):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        export = DataExport.objects.get(pk=export_id)
+        if export.status != "pending":
+            return export
+        time.sleep(0.1)
+    raise AssertionError("the export was not built")
+
+
+def test_export_builds_a_zip_with_a_readme_and_no_secrets(alice_client, alice, upstream, live_server, celery_worker):
+    from tests.conftest import wire
+
+    secret = wire(alice, upstream)
+    import requests
+
+    requests.post(
+        live_server.url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "CANARY-export-prompt"}]},
+        headers={"Authorization": f"Bearer {secret}"},
+        timeout=20,
+    )
+    alice_client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
+    alice_client.force_login(alice)
+    response = alice_client.post("/settings/privacy/export/", follow=True)
+    assert "Your export is being prepared" in response.content.decode()
+    export = wait_ready(DataExport.objects.get().pk)
+    assert export.status == "ready"
+    download = alice_client.get(f"/settings/privacy/exports/{export.pk}/")
+    archive = zipfile.ZipFile(BytesIO(b"".join(download.streaming_content)))
+    names = set(archive.namelist())
+    assert {
+        "README.txt",
+        "profile.json",
+        "login_history.csv",
+        "api_keys.json",
+        "provider_keys.json",
+        "subscription.json",
+        "transactions.csv",
+        "usage_records.csv",
+        "privacy_choices.json",
+    } <= names
+    readme = archive.read("README.txt").decode()
+    assert all(name in readme for name in names - {"README.txt"})
+    everything = b"".join(archive.read(n) for n in names)
+    assert secret.encode() not in everything and b"sk-openai-secret" not in everything and b"CANARY-export-prompt" not in everything
+    assert json.loads(archive.read("provider_keys.json"))[0]["last4"] == "6789"
+    assert json.loads(archive.read("profile.json"))["email"] == "alice@example.org"
+
+
+def test_one_export_at_a_time_and_rate_limited(alice_client):
+    alice_client.post("/settings/privacy/export/")
+    response = alice_client.post("/settings/privacy/export/", follow=True)
+    assert "An export is already being prepared." in response.content.decode()
+    assert DataExport.objects.count() == 1
+
+
+def test_another_account_cannot_download_an_export(alice_client, client, bob, alice):
+    alice_client.post("/settings/privacy/export/")
+    export = DataExport.objects.get()
+    client.force_login(bob)
+    assert client.get(f"/settings/privacy/exports/{export.pk}/").status_code == 404
+
+
+def test_restriction_and_objection_are_recorded_with_their_time(alice_client, alice):
+    alice_client.post("/settings/privacy/choices/", {"restrict": "on"})
+    alice.refresh_from_db()
+    assert alice.restricted_at is not None and alice.objected_at is None
+    first = alice.restricted_at
+    alice_client.post("/settings/privacy/choices/", {"restrict": "on", "object_to_analytics": "on"})
+    alice.refresh_from_db()
+    assert alice.restricted_at == first and alice.objected_at is not None
+    alice_client.post("/settings/privacy/choices/", {})
+    alice.refresh_from_db()
+    assert alice.restricted_at is None and alice.objected_at is None
+
+
+def test_deletion_needs_the_password(alice_client, alice):
+    response = alice_client.post("/settings/privacy/delete/", {"password": "wrong", "confirm": "on"})
+    assert response.status_code == 400 and "That is not your password." in response.content.decode()
+    alice.refresh_from_db()
+    assert alice.deletion_requested_at is None
+
+
+def test_deletion_shreds_keys_at_once_and_logging_in_recovers(alice_client, client, alice):
+    services.provider_key_save(user=alice, provider="openai", api_key="sk-to-shred-000000")
+    services.api_key_issue(user=alice, name="k")
+    response = alice_client.post("/settings/privacy/delete/", {"password": PASSWORD, "confirm": "on"})
+    assert "Your account will be deleted" in response.content.decode()
+    alice.refresh_from_db()
+    assert alice.deletion_requested_at is not None
+    assert not DataKey.objects.filter(user=alice).exists()
+    assert not ApiKey.objects.filter(user=alice, revoked__isnull=True).exists()
+    assert mail.outbox[-1].subject == "Your AURA account will be deleted"
+    response = client.post("/login/", {"username": "alice@example.org", "password": PASSWORD}, follow=True)
+    assert "Your account deletion is canceled" in response.content.decode()
+    assert User.objects.get(pk=alice.pk).deletion_requested_at is None
+
+
+def test_the_email_link_recovers_the_account(alice_client, client, alice):
+    alice_client.post("/settings/privacy/delete/", {"password": PASSWORD, "confirm": "on"})
+    link = re.search(r"http://[^/]+(/account/restore/\S+/)", mail.outbox[-1].body).group(1)
+    assert client.get(link).status_code == 302
+    assert User.objects.get(pk=alice.pk).deletion_requested_at is None
+    assert client.get(link).status_code == 400  # used once
+
+
+def test_a_built_export_is_announced_by_email(alice):
+    from accounts.privacy import export_build
+
+    export_build(export=DataExport.objects.create(user=alice))
+    assert mail.outbox[-1].subject == "Your AURA data export is ready"
+    assert "/settings/privacy/" in mail.outbox[-1].body
