@@ -42,7 +42,50 @@ class LoginForm(AuthenticationForm):
     error_messages = {
         "invalid_login": _("That email and password do not match an account."),
         "inactive": _("This account is inactive."),
+        "locked": _("Too many failed attempts: this account is locked for 15 minutes. Its owner has been told by email."),
     }
+
+    def clean(self):
+        from .security import is_locked
+
+        email = User.objects.normalize_email(self.data.get("username"))
+        user = User.objects.filter(email=email).first()
+        if user is not None and is_locked(user):
+            raise forms.ValidationError(self.error_messages["locked"], code="locked")
+        return super().clean()
+
+
+class CodeForm(forms.Form):
+    code = forms.CharField(
+        label=_("Code from your authenticator app, or a recovery code"),
+        max_length=20,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}),
+    )
+
+
+class PasswordAndCodeForm(forms.Form):
+    password = forms.CharField(
+        label=_("Your password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
+    )
+    code = forms.CharField(
+        label=_("Code from your authenticator app"),
+        max_length=10,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        self.user = user
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        from .security import verify_code
+
+        cleaned = super().clean()
+        if cleaned.get("password") and not self.user.check_password(cleaned["password"]):
+            self.add_error("password", _("That is not your password."))
+        elif cleaned.get("code") and not verify_code(self.user, cleaned["code"]):
+            self.add_error("code", _("That code is not valid (or was already used)."))
+        return cleaned
 
 
 class ProfileForm(forms.Form):
@@ -104,14 +147,27 @@ class DeleteAccountForm(forms.Form):
     password = forms.CharField(
         label=_("Your password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
+    code = forms.CharField(label=_("Code from your authenticator app"), max_length=20, required=False)
     confirm = forms.BooleanField(label=_("I understand what happens to my data, as described above"))
 
     def __init__(self, *args, user, **kwargs):
+        from .security import has_two_factor
+
         self.user = user
         super().__init__(*args, **kwargs)
+        if not has_two_factor(user):
+            del self.fields["code"]
 
     def clean_password(self):
         password = self.cleaned_data["password"]
         if not self.user.check_password(password):
             raise forms.ValidationError(_("That is not your password."))
         return password
+
+    def clean_code(self):
+        from .security import verify_code
+
+        code = self.cleaned_data.get("code", "")
+        if not verify_code(self.user, code):
+            raise forms.ValidationError(_("That code is not valid (or was already used)."))
+        return code

@@ -19,3 +19,21 @@ class UserLanguageMiddleware:
                 cookie, adopted, max_age=settings.LANGUAGE_COOKIE_AGE, samesite="Lax", secure=settings.LANGUAGE_COOKIE_SECURE
             )
         return response
+
+
+class SessionActivityMiddleware:
+    """Keeps "last seen" of the browser sessions the Settings page lists."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if request.path.startswith("/v1/"):
+            return response
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            from .security import session_touch
+
+            session_touch(request=request)
+        return response

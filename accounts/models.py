@@ -128,3 +128,42 @@ class RetentionRun(models.Model):
 
     def __str__(self):
         return f"{self.job} at {self.started:%Y-%m-%d %H:%M}"
+
+
+class TwoFactor(models.Model):
+    """TOTP two-factor authentication. The seed is AES-256-GCM encrypted under the vault's master key."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="two_factor")
+    master_version = models.PositiveIntegerField()
+    sealed_secret = models.BinaryField()
+    enabled = models.DateTimeField(default=timezone.now)
+    last_step = models.BigIntegerField(default=0, help_text="the last time step accepted: a code works once")
+
+    def __str__(self):
+        return f"2FA of user {self.user_id}"
+
+
+class RecoveryCode(models.Model):
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    digest = models.CharField(max_length=64)
+    used = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"recovery code of user {self.user_id}"
+
+
+class UserSession(models.Model):
+    """A logged-in browser, so the owner can see and end it."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="browser_sessions")
+    session_key = models.CharField(max_length=40, unique=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    device = models.CharField(max_length=120, blank=True)
+    created = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-last_seen"]
+
+    def __str__(self):
+        return f"session of user {self.user_id} ({self.device})"

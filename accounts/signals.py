@@ -9,7 +9,12 @@ from .services import login_event_record
 
 @receiver(user_logged_in)
 def record_login(sender, request, user, **kwargs):
+    from .security import login_succeeded, session_record
+
     login_event_record(user=user, request=request, succeeded=True)
+    login_succeeded(user=user)
+    if request is not None and hasattr(request, "session"):
+        session_record(user=user, request=request)
     # Logging in within the 30 days cancels a deletion request, as the confirmation email says.
     from django.contrib import messages
     from django.utils.translation import gettext as _
@@ -29,4 +34,7 @@ def record_failed_login(sender, credentials, request=None, **kwargs):
     email = User.objects.normalize_email(credentials.get("username") or credentials.get("email"))
     user = User.objects.filter(email=email).first()
     if user is not None:
+        from .security import login_failed
+
         login_event_record(user=user, request=request, succeeded=False)
+        login_failed(user=user)

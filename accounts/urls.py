@@ -6,6 +6,11 @@ from . import privacy_views, views
 urlpatterns = [
     path("signup/", views.signup, name="signup"),
     path("login/", views.LoginView.as_view(), name="login"),
+    path("login/2fa/", views.login_two_factor, name="login_two_factor"),
+    path("settings/2fa/", views.two_factor_settings, name="two_factor"),
+    path("settings/2fa/<str:action>/", views.two_factor_manage, name="two_factor_manage"),
+    path("settings/sessions/<int:pk>/end/", views.session_revoke, name="session_revoke"),
+    path("settings/sessions/end-others/", views.sessions_revoke_others, name="sessions_revoke_others"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("verify/<str:token>/", views.verify_email, name="verify_email"),
     path("verify-resend/", views.resend_verification, name="resend_verification"),

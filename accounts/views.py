@@ -1,11 +1,13 @@
+import time
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
-from django.http import HttpResponseBadRequest, JsonResponse
-from django.shortcuts import redirect, render
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -13,7 +15,9 @@ from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
 from . import services
-from .forms import LoginForm, ProfileForm, ResetForm, SignupForm, ThemeForm
+from . import security
+from .forms import CodeForm, LoginForm, PasswordAndCodeForm, ProfileForm, ResetForm, SignupForm, ThemeForm
+from .models import User, UserSession
 
 
 @ratelimit(key="ip", rate="10/h", method="POST", block=True)
@@ -58,11 +62,50 @@ def resend_verification(request):
     return redirect("dashboard")
 
 
+TWO_FACTOR_SECONDS = 300
+
+
 @method_decorator(ratelimit(key="ip", rate="20/m", method="POST", block=True), name="dispatch")
 class LoginView(auth_views.LoginView):
     form_class = LoginForm
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
+
+    def form_valid(self, form):
+        user = form.get_user()
+        if not security.has_two_factor(user):
+            return super().form_valid(form)
+        # The password was right; the session is not logged in until the second factor is.
+        self.request.session.cycle_key()
+        self.request.session["2fa"] = {"user": user.pk, "at": time.time(), "next": self.get_success_url()}
+        return redirect("login_two_factor")
+
+
+@ratelimit(key="ip", rate="20/m", method="POST", block=True)
+def login_two_factor(request):
+    pending = request.session.get("2fa") or {}
+    user = User.objects.filter(pk=pending.get("user"), is_active=True).first()
+    if user is None or time.time() - pending.get("at", 0) > TWO_FACTOR_SECONDS:
+        request.session.pop("2fa", None)
+        messages.error(request, _("Log in again: the sign-in took too long."))
+        return redirect("login")
+    form = CodeForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        code = form.cleaned_data["code"]
+        if security.is_locked(user):
+            form.add_error(None, LoginForm.error_messages["locked"])
+        elif security.verify_code(user, code) or security.use_recovery_code(user, code):
+            request.session.pop("2fa", None)
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            if user.recovery_codes.filter(used__isnull=True).count() <= 2:
+                messages.warning(request, _("You are running out of recovery codes: make new ones in Settings."))
+            next_url = pending.get("next") or "/dashboard/"
+            return redirect(next_url if url_has_allowed_host_and_scheme(next_url, {request.get_host()}) else "/dashboard/")
+        else:
+            services.login_event_record(user=user, request=request, succeeded=False)
+            security.login_failed(user=user)
+            form.add_error("code", _("That code is not valid (or was already used)."))
+    return render(request, "accounts/login_two_factor.html", {"form": form})
 
 
 @method_decorator(ratelimit(key="ip", rate="10/h", method="POST", block=True), name="dispatch")
@@ -106,6 +149,9 @@ def _render_settings(request, *, profile_form=None, password_form=None, status=2
         ),
         "password_form": password_form or PasswordChangeForm(request.user),
         "login_events": request.user.login_events.all()[:20],
+        "browser_sessions": request.user.browser_sessions.all(),
+        "current_session": request.session.session_key,
+        "two_factor": security.has_two_factor(request.user),
     }
     return render(request, "accounts/settings.html", context, status=status)
 
@@ -155,3 +201,71 @@ def set_theme(request):
         request.user.theme = form.cleaned_data["theme"]
         request.user.save(update_fields=["theme", "updated"])
     return JsonResponse({"theme": form.cleaned_data["theme"]})
+
+
+@login_required
+@require_POST
+def session_revoke(request, pk):
+    session = get_object_or_404(UserSession, pk=pk, user=request.user)
+    security.session_end(session=session)
+    messages.success(request, _("That session is ended."))
+    return redirect("settings")
+
+
+@login_required
+@require_POST
+def sessions_revoke_others(request):
+    ended = security.sessions_end_others(user=request.user, keep=request.session.session_key)
+    messages.success(request, _("Ended %(count)s other session(s).") % {"count": ended})
+    return redirect("settings")
+
+
+@login_required
+def two_factor_settings(request):
+    """Enable (scan, confirm), regenerate recovery codes, or disable."""
+    user = request.user
+    enabled = security.has_two_factor(user)
+    context = {"enabled": enabled, "remaining": user.recovery_codes.filter(used__isnull=True).count()}
+    if not enabled:
+        secret = request.session.get("2fa_setup") or security.new_secret()
+        request.session["2fa_setup"] = secret
+        form = CodeForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            if security.verify_setup_code(secret, form.cleaned_data["code"]):
+                codes = security.two_factor_enable(user=user, secret=secret, request=request)
+                request.session.pop("2fa_setup", None)
+                return _show_codes(request, codes, _("Two-factor authentication is on. Your other sessions were ended."))
+            form.add_error("code", _("That code is not valid. Check the clock of your phone and try the next code."))
+        uri = security.provisioning_uri(user, secret)
+        context.update(form=form, qr=security.qr_svg(uri), secret=secret)
+    else:
+        context["manage_form"] = PasswordAndCodeForm(user=user)
+    response = render(request, "accounts/two_factor.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _show_codes(request, codes, message):
+    messages.success(request, message)
+    response = render(request, "accounts/recovery_codes.html", {"codes": codes})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_POST
+@ratelimit(key="user", rate="10/h", block=True)
+def two_factor_manage(request, action):
+    if action not in ("disable", "recovery-codes"):
+        raise Http404
+    form = PasswordAndCodeForm(request.POST, user=request.user)
+    if not form.is_valid():
+        remaining = request.user.recovery_codes.filter(used__isnull=True).count()
+        response = render(request, "accounts/two_factor.html", {"enabled": True, "manage_form": form, "remaining": remaining}, status=400)
+        response["Cache-Control"] = "no-store"
+        return response
+    if action == "disable":
+        security.two_factor_disable(user=request.user)
+        messages.success(request, _("Two-factor authentication is off."))
+        return redirect("settings")
+    return _show_codes(request, security.recovery_codes_issue(user=request.user), _("New recovery codes: the old ones no longer work."))

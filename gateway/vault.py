@@ -71,3 +71,13 @@ def encrypt_secret(secret: str, *, dek: bytes, user_id: int, record_id) -> bytes
 
 def decrypt_secret(blob: bytes, *, dek: bytes, user_id: int, record_id) -> str:
     return _open(AESGCM(dek), blob, _secret_aad(user_id, record_id)).decode()
+
+
+def seal_with_master(secret: bytes, *, context: str) -> tuple[int, bytes]:
+    """Encrypt a small secret of AURA's own (e.g. a TOTP seed) under the newest master key."""
+    version = newest_master_version()
+    return version, _seal(_master(version), secret, f"aura:{context}".encode())
+
+
+def open_with_master(blob: bytes, *, version: int, context: str) -> bytes:
+    return _open(_master(version), blob, f"aura:{context}".encode())
