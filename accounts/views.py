@@ -14,8 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
-from . import services
-from . import security
+from . import security, services
 from .forms import CodeForm, LoginForm, PasswordAndCodeForm, ProfileForm, ResetForm, SignupForm, ThemeForm
 from .models import User, UserSession
 
