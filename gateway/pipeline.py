@@ -131,15 +131,21 @@ def read_json(request) -> dict:
     raw = request.read(limit + 1)
     if len(raw) > limit:
         raise too_large
+    # Nesting is bounded by the C parser itself (it raises RecursionError past ~1,000 levels),
+    # which costs nothing on ordinary bodies, unlike a byte scan of every request.
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise errors.invalid_request(
             "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json."
         ) from None
     if not isinstance(body, dict):
         raise errors.invalid_request("The request body must be a JSON object.")
     return body
+
+
+MAX_MESSAGES = 4096
+MAX_TOOLS = 512
 
 
 def _number(body: dict, name: str, low: float, high: float, integer: bool = False) -> None:
@@ -164,6 +170,10 @@ def validate_chat(body: dict) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise errors.invalid_request("'messages' must be a non-empty array.", "messages")
+    if len(messages) > MAX_MESSAGES:
+        raise errors.invalid_request(f"'messages' may hold at most {MAX_MESSAGES} messages.", "messages")
+    if isinstance(body.get("tools"), list) and len(body["tools"]) > MAX_TOOLS:
+        raise errors.invalid_request(f"'tools' may hold at most {MAX_TOOLS} tools.", "tools")
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
         if not isinstance(message, dict) or message.get("role") not in ROLES:

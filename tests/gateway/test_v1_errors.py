@@ -186,3 +186,15 @@ def test_a_stream_that_breaks_off_ends_with_an_error_event_and_is_accounted(post
     response = post({**HELLO, "stream": True})
     assert response.status_code == 502
     assert [r.stream for r in UsageRecord.objects.all()] == [True, True]
+
+
+def test_absurd_nesting_is_a_400_not_a_crash(post):
+    response = post(None, raw='{"model": "gpt-4o-mini", "messages": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert response.status_code == 400 and shape(response)["type"] == "invalid_request_error"
+
+
+def test_too_many_messages_or_tools_are_refused(post):
+    many = {**HELLO, "messages": [{"role": "user", "content": "x"}] * 5000}
+    assert shape(post(many))["param"] == "messages"
+    tools = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(600)]
+    assert shape(post({**HELLO, "tools": tools}))["param"] == "tools"
