@@ -131,7 +131,32 @@ def _update_health(provider: str, ok: bool, latency_ms: int | None) -> None:
 
 
 def health(provider: str) -> dict:
-    return cache.get(f"gw:health:{provider}") or {"latency": 1000.0, "errors": 0.0}
+    """Live statistics when this deployment has them; else the last week of anonymised daily aggregates."""
+    live = cache.get(f"gw:health:{provider}")
+    if live:
+        return live
+    learned = cache.get(f"gw:health-learned:{provider}")
+    if learned is None:
+        learned = _from_aggregates(provider)
+        cache.set(f"gw:health-learned:{provider}", learned, 600)
+    return learned
+
+
+def _from_aggregates(provider: str) -> dict:
+    from datetime import timedelta
+
+    from django.db.models import Sum
+    from django.utils import timezone
+
+    from metrics.models import AnonymousAggregate
+
+    since = (timezone.now() - timedelta(days=7)).date()
+    totals = AnonymousAggregate.objects.filter(provider=provider, day__gte=since).aggregate(
+        requests=Sum("requests"), errors=Sum("errors"), latency=Sum("latency_ms_total")
+    )
+    if not totals["requests"]:
+        return {"latency": 1000.0, "errors": 0.0}
+    return {"latency": totals["latency"] / totals["requests"], "errors": totals["errors"] / totals["requests"]}
 
 
 # choosing ------------------------------------------------------------------------------

@@ -132,3 +132,22 @@ def test_auto_sticks_to_one_route_per_conversation(call, upstream):
         }
     )
     assert later.headers["x-aura-model"] == first.headers["x-aura-model"]
+
+
+def test_balanced_prefers_the_provider_the_aggregates_show_healthy(call, upstream, key):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from metrics.models import AnonymousAggregate
+
+    services.api_key_configure(key=key, routing_policy="balanced")
+    day = timezone.now().date() - timedelta(days=1)
+    needs = routing.needs_of({"messages": [{"role": "user", "content": "ECHO:ok"}]}, 10)
+    cheapest_model = cheapest({"openai", "anthropic", "gemini"}, needs=needs)
+    AnonymousAggregate.objects.create(
+        day=day, provider=cheapest_model.provider, model=cheapest_model.id, requests=100, errors=90, latency_ms_total=100 * 9000
+    )
+    response = call({"model": "auto"})
+    assert response.headers["x-aura-route-reason"] == "auto:balanced"
+    assert catalog.load().models[response.headers["x-aura-model"]].provider != cheapest_model.provider
