@@ -96,9 +96,9 @@ def test_two_web_processes_share_one_limit(transactional_db, alice, upstream):
             deadline = time.time() + 30
             while True:
                 try:
-                    requests.get(url + "/v1/models", timeout=1)
+                    requests.get(url + "/v1/models", timeout=5)
                     break
-                except requests.ConnectionError:
+                except requests.RequestException:
                     if time.time() > deadline:
                         raise
                     time.sleep(0.2)
