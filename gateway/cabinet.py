@@ -54,18 +54,15 @@ def api_keys(request):
     return response
 
 
-_SETTINGS = ("compression", "cache_enabled", "cache_ttl", "routing_policy", "reference_model", "allowed_models", "fallback_models")
-
-
 @login_required
 def api_key_settings(request, pk):
     key = _get_api_key_for_user(request, pk)
-    initial = {name: getattr(key, name) for name in _SETTINGS}
+    initial = {name: getattr(key, name) for name in ApiKey.SETTINGS}
     initial["allowed_models"] = ", ".join(key.allowed_models)
     initial["fallback_models"] = ", ".join(key.fallback_models)
     form = KeySettingsForm(request.POST if request.method == "POST" else None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        services.api_key_configure(key=key, **{name: form.cleaned_data[name] for name in _SETTINGS})
+        services.api_key_configure(key=key, **{name: form.cleaned_data[name] for name in ApiKey.SETTINGS})
         messages.success(request, _("Settings of “%(name)s” are saved. They apply to the next call.") % {"name": key.name})
         return redirect("api_key_settings", pk=key.pk)
     return render(request, "gateway/api_key_settings.html", {"form": form, "key": key})

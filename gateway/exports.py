@@ -2,24 +2,11 @@
 
 from accounts.exports import as_json
 
+from .models import ApiKey
+
 
 def collect(user) -> dict:
-    api_keys = list(
-        user.api_keys.values(
-            "name",
-            "prefix",
-            "created",
-            "last_used",
-            "revoked",
-            "compression",
-            "cache_enabled",
-            "cache_ttl",
-            "routing_policy",
-            "allowed_models",
-            "fallback_models",
-            "reference_model",
-        )
-    )
+    api_keys = list(user.api_keys.values("name", "prefix", "created", "last_used", "revoked", *ApiKey.SETTINGS))
     provider_keys = [
         {
             "provider": k.provider,

@@ -26,6 +26,9 @@ class ApiKey(models.Model):
     response cache, and routing for ``model: "auto"`` and fallbacks.
     """
 
+    # The per-key settings, in the order the cabinet shows them.
+    SETTINGS = ("compression", "cache_enabled", "cache_ttl", "routing_policy", "reference_model", "allowed_models", "fallback_models")
+
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(_("name"), max_length=80)
     prefix = models.CharField(max_length=16)

@@ -51,19 +51,7 @@ class Caller:
     analytics: bool = True  # False when the account restricted processing or objected
 
 
-_CALLER_FIELDS = (
-    "id",
-    "user_id",
-    "compression",
-    "cache_enabled",
-    "cache_ttl",
-    "routing_policy",
-    "allowed_models",
-    "fallback_models",
-    "reference_model",
-    "user__restricted_at",
-    "user__objected_at",
-)
+_CALLER_FIELDS = ("id", "user_id", *ApiKey.SETTINGS, "user__restricted_at", "user__objected_at")
 
 
 def api_key_issue(*, user, name: str) -> tuple[ApiKey, str]:

@@ -81,3 +81,49 @@ def test_a_deactivated_user_cannot_call(alice, upstream):
     alice.is_active = False
     alice.save()
     assert services.api_key_authenticate(secret) is None
+
+
+def test_the_settings_page_saves_every_setting(alice_client, alice):
+    key, _secret = services.api_key_issue(user=alice, name="k")
+    response = alice_client.post(
+        f"/keys/{key.pk}/",
+        {
+            "compression": "aggressive",
+            "cache_enabled": "on",
+            "cache_ttl": "600",
+            "routing_policy": "balanced",
+            "reference_model": "gpt-4.1",
+            "allowed_models": "gpt-4o-mini, claude-haiku-4-5",
+            "fallback_models": "claude-haiku-4-5\ngemini-2.5-flash",
+        },
+    )
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert (key.compression, key.cache_enabled, key.cache_ttl, key.routing_policy, key.reference_model) == (
+        "aggressive",
+        True,
+        600,
+        "balanced",
+        "gpt-4.1",
+    )
+    assert key.allowed_models == ["gpt-4o-mini", "claude-haiku-4-5"] and key.fallback_models == ["claude-haiku-4-5", "gemini-2.5-flash"]
+    assert "lossy" in alice_client.get(f"/keys/{key.pk}/").content.decode()
+
+
+def test_unknown_models_are_a_form_error(alice_client, alice):
+    key, _secret = services.api_key_issue(user=alice, name="k")
+    data = {
+        "compression": "lossless",
+        "cache_ttl": "60",
+        "routing_policy": "cost",
+        "reference_model": "gpt-4o",
+        "fallback_models": "gpt-99",
+    }
+    response = alice_client.post(f"/keys/{key.pk}/", data)
+    assert response.status_code == 200 and "Unknown model ids: gpt-99" in response.content.decode()
+
+
+def test_bob_cannot_see_alices_key_settings(client, alice, bob):
+    key, _secret = services.api_key_issue(user=alice, name="k")
+    client.force_login(bob)
+    assert client.get(f"/keys/{key.pk}/").status_code == 404
