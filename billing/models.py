@@ -1,6 +1,19 @@
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+STATUS_LABELS = {
+    "active": _("active"),
+    "trialing": _("trial"),
+    "past_due": _("payment overdue"),
+    "paused": _("paused"),
+    "canceled": _("canceled"),
+    "completed": _("paid"),
+    "billed": _("billed"),
+    "ready": _("ready"),
+    "draft": _("draft"),
+}
 
 
 class Subscription(models.Model):
@@ -24,6 +37,10 @@ class Subscription(models.Model):
 
     def __str__(self):
         return f"{self.paddle_subscription_id} ({self.status})"
+
+    @property
+    def status_label(self):
+        return STATUS_LABELS.get(self.status, self.status)
 
 
 class WebhookEvent(models.Model):
@@ -68,3 +85,7 @@ class Transaction(models.Model):
 
     def __str__(self):
         return f"{self.paddle_transaction_id} {self.total} {self.currency}"
+
+    @property
+    def status_label(self):
+        return STATUS_LABELS.get(self.status, self.status)
