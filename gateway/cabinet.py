@@ -1,10 +1,14 @@
 """The cabinet's API keys and Provider keys pages."""
 
+import uuid
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
+
+from aura import cache
 
 from . import services
 from .forms import ApiKeyForm, KeySettingsForm, ProviderKeyForm, ReplaceKeyForm
@@ -42,11 +46,14 @@ def _check_message(request, key, status):
 
 @login_required
 def api_keys(request):
-    form = ApiKeyForm(request.POST if request.method == "POST" else None)
+    form = ApiKeyForm(request.POST if request.method == "POST" else None, initial={"once": uuid.uuid4()})
     new_secret = None
     if request.method == "POST" and form.is_valid():
+        if not cache.add(f"gw:key-form:{request.user.pk}:{form.cleaned_data['once']}", 1, 24 * 3600):
+            messages.info(request, _("That key was already issued and shown once. Issue a new one if you did not copy it."))
+            return redirect("api_keys")
         _key, new_secret = services.api_key_issue(user=request.user, name=form.cleaned_data["name"])
-        form = ApiKeyForm()
+        form = ApiKeyForm(initial={"once": uuid.uuid4()})
     keys = request.user.api_keys.all()
     response = render(request, "gateway/api_keys.html", {"form": form, "keys": keys, "new_secret": new_secret})
     # The secret is on this page once: keep it out of every cache and of the browser's history.

@@ -8,6 +8,8 @@ from .providers import PROVIDER_CHOICES
 
 class ApiKeyForm(forms.Form):
     name = forms.CharField(label=_("Name"), max_length=80, help_text=_("Where the key is used, e.g. “backend production”."))
+    # One issue per form: a reloaded or resubmitted page must not mint a second key.
+    once = forms.UUIDField(widget=forms.HiddenInput)
 
 
 class ProviderKeyForm(forms.Form):

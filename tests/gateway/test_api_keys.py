@@ -22,7 +22,7 @@ def test_the_cli_prints_only_the_new_key(alice):
 
 
 def test_the_page_shows_a_new_key_once(alice_client, alice):
-    response = alice_client.post("/keys/", {"name": "backend"})
+    response = alice_client.post("/keys/", {"name": "backend", "once": "8d2c33a6-6f1e-4f43-9d1c-0d2f9a1b7e55"})
     secret = re.search(r'value="(aura_[^"]+)"', response.content.decode()).group(1)
     assert response["Cache-Control"] == "no-store"
     assert ApiKey.objects.get().digest == hashlib.sha256(secret.encode()).hexdigest()
@@ -30,7 +30,7 @@ def test_the_page_shows_a_new_key_once(alice_client, alice):
 
 
 def test_an_empty_name_is_a_form_error(alice_client):
-    response = alice_client.post("/keys/", {"name": ""})
+    response = alice_client.post("/keys/", {"name": "", "once": "8d2c33a6-6f1e-4f43-9d1c-0d2f9a1b7e55"})
     assert "This field is required." in response.content.decode()
     assert not ApiKey.objects.exists()
 
@@ -127,3 +127,11 @@ def test_bob_cannot_see_alices_key_settings(client, alice, bob):
     key, _secret = services.api_key_issue(user=alice, name="k")
     client.force_login(bob)
     assert client.get(f"/keys/{key.pk}/").status_code == 404
+
+
+def test_a_resubmitted_form_does_not_issue_a_second_key(alice_client):
+    data = {"name": "backend", "once": "5b0c1f0e-59e4-4b39-8b0a-2f5d3c9e1a77"}
+    alice_client.post("/keys/", data)
+    response = alice_client.post("/keys/", data, follow=True)
+    assert ApiKey.objects.count() == 1
+    assert "That key was already issued and shown once." in response.content.decode()
