@@ -252,6 +252,10 @@ CELERY_BEAT_SCHEDULE: dict = {
     "anonymise-usage": {"task": "accounts.run_retention_job_task", "schedule": 6 * 3600, "args": ["anonymise-usage"]},
     # GDPR export files after 7 days.
     "expire-exports": {"task": "accounts.run_retention_job_task", "schedule": 3600, "args": ["expire-exports"]},
+    # Usage into hourly and daily rollups: the last 3 hours re-rolled each time, so late records land.
+    "rollup-usage": {"task": "metrics.rollup_recent_task", "schedule": 300},
+    # Plan-limit, budget and anomaly alerts, a minute after each rollup (the countdown keeps the order).
+    "check-alerts": {"task": "metrics.check_alerts_task", "schedule": 300, "options": {"countdown": 60}},
 }
 
 # Email ------------------------------------------------------------------------

@@ -1,0 +1,59 @@
+"""The alert settings page: which alerts, thresholds, budgets and recipients."""
+
+from decimal import Decimal
+
+from metrics.models import AlertSettings, KeyBudget
+
+VALID = {"plan_alerts": "on", "budget_alerts": "on", "thresholds": "50, 80, 100", "recipients": ""}
+
+
+def test_the_page_shows_the_defaults(alice_client, alice_api_key):
+    page = alice_client.get("/settings/alerts/").content.decode()
+    assert 'value="50, 80, 100"' in page and "alice@example.org" in page
+    assert "Monthly budget for the key “backend” (USD)" in page
+
+
+def test_saving_choices_budgets_and_recipients(alice_client, alice, alice_api_key, django_capture_on_commit_callbacks):
+    data = {
+        **VALID,
+        "monthly_budget_usd": "250",
+        "thresholds": "90,25, 90",
+        "recipients": "ops@example.org, cfo@example.org",
+        f"key_{alice_api_key.pk}": "40.50",
+    }
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = alice_client.post("/settings/alerts/", data)
+    assert response.status_code == 302 and response.url == "/settings/alerts/"
+    prefs = AlertSettings.objects.get(user=alice)
+    assert (prefs.plan_alerts, prefs.budget_alerts, prefs.anomaly_alerts) == (True, True, False)
+    assert prefs.monthly_budget_usd == Decimal("250") and prefs.thresholds == [25, 90]
+    assert prefs.recipient_list() == ["ops@example.org", "cfo@example.org"]
+    assert KeyBudget.objects.get().monthly_budget_usd == Decimal("40.50")
+    assert len(callbacks) == 1  # the account's alerts are checked again against the new settings
+
+
+def test_clearing_a_key_budget_removes_it(alice_client, alice_api_key):
+    KeyBudget.objects.create(api_key=alice_api_key, monthly_budget_usd=Decimal("5"))
+    alice_client.post("/settings/alerts/", {**VALID, f"key_{alice_api_key.pk}": ""})
+    assert not KeyBudget.objects.exists()
+
+
+def test_no_recipients_means_the_account_address(alice_client, alice):
+    alice_client.post("/settings/alerts/", VALID)
+    assert AlertSettings.objects.get(user=alice).recipient_list() == ["alice@example.org"]
+
+
+def test_bad_thresholds_and_addresses_are_form_errors(alice_client, alice):
+    response = alice_client.post("/settings/alerts/", {**VALID, "thresholds": "80, lots", "recipients": "ops@, cfo@example.org"})
+    page = response.content.decode()
+    assert "Enter whole percentages separated by commas" in page and "“ops@” is not an email address." in page
+    assert not AlertSettings.objects.exists()
+
+
+def test_another_accounts_key_cannot_get_a_budget(alice_client, bob_api_key):
+    alice_client.post("/settings/alerts/", {**VALID, f"key_{bob_api_key.pk}": "1"})
+    assert not KeyBudget.objects.exists()
+
+
+def test_the_page_needs_a_login(client):
+    assert client.get("/settings/alerts/").status_code == 302
