@@ -18,8 +18,7 @@ from django.utils import timezone
 from aura import cache
 from billing.plans import Plan
 from billing.selectors import current_plan
-from metrics.models import UsageRecord
-from metrics.selectors import month_start
+from metrics.selectors import month_start, month_totals
 
 from .errors import ApiError
 
@@ -60,9 +59,8 @@ def _per_month(user_id: int, plan: Plan) -> None:
     start = month_start()
     key = f"gw:quota:{user_id}:{start:%Y%m}"
     if cache.get(key) is None:
-        cache.add(
-            key, UsageRecord.objects.filter(user_id=user_id, created__gte=start).exclude(request_id__contains="-").count(), 40 * 86400
-        )
+        # Seeded from the rollups, which outlive the 14-day raw records: a counter lost late in the month stays right.
+        cache.add(key, month_totals(user_id)["client_requests"], 40 * 86400)
     used = cache.incr(key, 40 * 86400)
     if used is not None and used > plan.monthly_requests:
         days_left = (start.replace(month=start.month % 12 + 1, year=start.year + start.month // 12) - timezone.now()).days + 1
