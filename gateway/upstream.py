@@ -7,9 +7,10 @@ from requests.adapters import HTTPAdapter
 from .adapters.base import Upstream
 
 _session = requests.Session()
-# Many concurrent calls to the same provider share a handful of hosts: keep their connections.
-_session.mount("https://", HTTPAdapter(pool_connections=32, pool_maxsize=256))
-_session.mount("http://", HTTPAdapter(pool_connections=32, pool_maxsize=256))
+# Many concurrent calls to the same provider share a handful of hosts: keep their connections,
+# as many as a gevent worker holds requests (--worker-connections 1000), so none is discarded.
+_session.mount("https://", HTTPAdapter(pool_connections=32, pool_maxsize=1000))
+_session.mount("http://", HTTPAdapter(pool_connections=32, pool_maxsize=1000))
 _session.headers["User-Agent"] = "AURA-gateway/1.0"
 # Never pick up proxies or .netrc credentials from the environment: keys go only where routed.
 _session.trust_env = False
