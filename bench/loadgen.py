@@ -7,6 +7,7 @@ The spec (read from stdin, so keys never show in ``ps``) is::
     {"mode": "sequential" | "throughput" | "streams" | "calls",
      "host": "127.0.0.1", "port": 8000, "path": "/v1/chat/completions",
      "headers": {"Authorization": "Bearer ..."}, "body": {...},
+     "identities": [{"Authorization": "Bearer ..."}, ...],   # optional: see below
      "count": 2000, "warmup": 200,          # sequential: calls on one keep-alive connection
      "connections": 50, "duration": 15,     # throughput: keep-alive connections for a fixed time
      "streams": 1000,                        # streams: concurrent streamed calls, one connection each
@@ -16,6 +17,9 @@ The spec (read from stdin, so keys never show in ``ps``) is::
 A call succeeds when the status is 200 and the body is complete; a streamed call must also end
 with ``data: [DONE]`` and carry no ``"error"`` event. Every loop is bounded in count and time,
 and only loopback addresses are accepted.
+
+``identities`` (extra headers, usually one key per tenant) spread the load over several callers:
+sequential calls take them in turn, each keep-alive connection keeps one, each stream takes the next.
 """
 
 import asyncio
@@ -129,7 +133,12 @@ def check_loopback(host: str) -> None:
         raise SystemExit(f"loadgen only targets loopback addresses, not {host}")
 
 
-def build_request(spec: dict, *, close: bool = False) -> bytes:
+def build_requests(spec: dict, *, close: bool = False) -> list[bytes]:
+    """The request's bytes, once per identity (or once)."""
+    return [build_request(spec, identity, close=close) for identity in spec.get("identities") or [{}]]
+
+
+def build_request(spec: dict, identity: dict, *, close: bool = False) -> bytes:
     body = json.dumps(spec["body"], separators=(",", ":")).encode() if spec.get("body") is not None else b""
     method = "POST" if body else "GET"
     headers = {
@@ -137,6 +146,7 @@ def build_request(spec: dict, *, close: bool = False) -> bytes:
         "User-Agent": "aura-bench/1.0",
         "Accept": "*/*",
         **spec.get("headers", {}),
+        **identity,
     }
     if body:
         headers["Content-Type"] = "application/json"
@@ -213,10 +223,11 @@ class BlockingClient:
 
 
 def run_sequential(spec: dict) -> dict:
-    request = build_request(spec)
+    requests = build_requests(spec)
     client = BlockingClient(spec["host"], spec["port"], spec.get("timeout", 30))
     header = spec.get("collect_header")
     latencies, header_values, errors = [], [], Counter()
+    answered = 0  # every HTTP 200, warm-up included: what a gateway should have accounted for
     deadline = time.monotonic() + spec.get("max_seconds", 600)
     for index in range(spec.get("warmup", 0) + spec["count"]):
         if time.monotonic() > deadline:
@@ -225,12 +236,13 @@ def run_sequential(spec: dict) -> dict:
         measured = index >= spec.get("warmup", 0)
         started = time.perf_counter()
         try:
-            response = client.call(request)
+            response = client.call(requests[index % len(requests)])
         except (OSError, ProtocolError, ValueError) as error:
             if measured:
                 errors[type(error).__name__] += 1
             continue
         elapsed = (time.perf_counter() - started) * 1000
+        answered += response.status == 200
         if not measured:
             continue
         problem = failure(response, stream=False)
@@ -241,7 +253,7 @@ def run_sequential(spec: dict) -> dict:
         if header and header in response.headers:
             header_values.append(float(response.headers[header]))
     client.close()
-    result = {"ok": len(latencies), "errors": sum(errors.values()), "error_kinds": dict(errors.most_common(5))}
+    result = {"ok": len(latencies), "errors": sum(errors.values()), "error_kinds": dict(errors.most_common(5)), "answered_200": answered}
     result["latency_ms"] = percentiles(latencies)
     if header:
         result["header"] = {"name": header, **percentiles(header_values)}
@@ -278,13 +290,15 @@ class Pool:
 
     def __init__(self, spec: dict, budget: int | None, deadline: float):
         self.spec = spec
-        self.request = build_request(spec)
+        self.requests = build_requests(spec)
+        self.workers = 0
         self.timeout = spec.get("timeout", 30)
         self.budget = budget
         self.deadline = deadline
         self.latencies: list[float] = []
         self.errors: Counter = Counter()
         self.late = 0
+        self.answered = 0
 
     def take(self) -> bool:
         if time.perf_counter() >= self.deadline:
@@ -297,6 +311,8 @@ class Pool:
         return True
 
     async def worker(self) -> None:
+        request = self.requests[self.workers % len(self.requests)]
+        self.workers += 1
         conn = None
         try:
             while self.take():
@@ -304,7 +320,7 @@ class Pool:
                 try:
                     if conn is None:
                         conn = await _open(self.spec, self.timeout)
-                    response = await asyncio.wait_for(_exchange(*conn, self.request), self.timeout)
+                    response = await asyncio.wait_for(_exchange(*conn, request), self.timeout)
                 except (OSError, ProtocolError, TimeoutError, ValueError) as error:
                     self.errors[type(error).__name__] += 1
                     if conn is not None:
@@ -315,6 +331,7 @@ class Pool:
                 if response.close:
                     conn[1].close()
                     conn = None
+                self.answered += response.status == 200
                 problem = failure(response, stream=False)
                 if problem:
                     self.errors[problem] += 1
@@ -337,6 +354,7 @@ async def run_pool(spec: dict, *, budget: int | None, duration: float) -> dict:
         "errors": sum(pool.errors.values()),
         "error_kinds": dict(pool.errors.most_common(5)),
         "finished_after_deadline": pool.late,
+        "answered_200": pool.answered,
         "seconds": elapsed,
         "rps": len(pool.latencies) / elapsed if elapsed > 0 else 0.0,
         "latency_ms": percentiles(pool.latencies),
@@ -344,12 +362,13 @@ async def run_pool(spec: dict, *, budget: int | None, duration: float) -> dict:
 
 
 async def run_streams(spec: dict) -> dict:
-    request = build_request(spec, close=True)
+    requests = build_requests(spec, close=True)
     timeout = spec.get("timeout", 120)
     totals, first_bytes, ends, errors = [], [], [], Counter()
+    answered = 0
     start_gate = asyncio.Event()
 
-    async def one() -> None:
+    async def one(request: bytes) -> None:
         await start_gate.wait()
         started = time.perf_counter()
         marks = {}
@@ -366,6 +385,8 @@ async def run_streams(spec: dict) -> dict:
             if conn is not None:
                 conn[1].close()
         finished = time.perf_counter()
+        nonlocal answered
+        answered += response.status == 200
         problem = failure(response, stream=True)
         if problem:
             errors[problem] += 1
@@ -374,7 +395,7 @@ async def run_streams(spec: dict) -> dict:
         first_bytes.append(marks.get("first", finished) - started)
         ends.append(finished)
 
-    tasks = [asyncio.ensure_future(one()) for _ in range(spec["streams"])]
+    tasks = [asyncio.ensure_future(one(requests[index % len(requests)])) for index in range(spec["streams"])]
     await asyncio.sleep(0)
     began = time.perf_counter()
     start_gate.set()
@@ -385,6 +406,7 @@ async def run_streams(spec: dict) -> dict:
         "ok": len(totals),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors.most_common(5)),
+        "answered_200": answered,
         "seconds": wall,
         "completed_per_s": len(totals) / wall if wall > 0 else 0.0,
         "total_s": percentiles(totals),
