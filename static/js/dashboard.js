@@ -20,7 +20,8 @@
   function formats(unit, locale) {
     var short, full;
     if (unit === "usd") {
-      short = new Intl.NumberFormat(locale, { style: "currency", currency: "USD", notation: "compact", maximumFractionDigits: 2 });
+      // Significant digits, not fraction digits: an axis of tiny amounts must not read $0 throughout.
+      short = new Intl.NumberFormat(locale, { style: "currency", currency: "USD", notation: "compact", maximumSignificantDigits: 3 });
       full = new Intl.NumberFormat(locale, { style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: 6 });
     } else if (unit === "percent") {
       short = full = new Intl.NumberFormat(locale, { style: "percent", maximumFractionDigits: 1 });
