@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -187,7 +188,7 @@ def _int(value: Any) -> int | None:
 # --- the three APIs ---------------------------------------------------------
 
 
-class _API:
+class _API(ABC):
     """One provider's routes and formats; the shared state lives on the MockProvider."""
 
     status_kinds: dict[int, str] = {}
@@ -196,11 +197,13 @@ class _API:
     def __init__(self, mock: "MockProvider"):
         self.mock = mock
 
+    @abstractmethod
     def handle(self, call: Call) -> Reply | Stream:
-        raise NotImplementedError
+        """Answer one request in this provider's format."""
 
+    @abstractmethod
     def error_body(self, status: int, message: str, code: str | None) -> dict:
-        raise NotImplementedError
+        """An error in this provider's own shape."""
 
     def error_reply(self, error: ProviderError) -> Reply:
         message = error.message or HTTPStatus(error.status).phrase
