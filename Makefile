@@ -25,6 +25,7 @@ run: setup
 	bin/run
 
 test: setup
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }  # the e2e tests' browser
 	$(TEST_ENV) $(PY) manage.py collectstatic --noinput -v0
 	$(TEST_ENV) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
