@@ -35,6 +35,24 @@ def new_secret() -> str:
     return pyotp.random_base32()
 
 
+def pending_secret(request, user: User) -> str:
+    """The seed being enrolled, kept in the session sealed: session rows never hold it in plaintext."""
+    from base64 import b64decode, b64encode
+
+    from gateway.vault import VaultError, open_with_master, seal_with_master
+
+    context = f"totp-setup:{user.pk}:{request.session.session_key}"
+    stored = request.session.get("2fa_setup")
+    try:
+        return open_with_master(b64decode(stored["blob"]), version=stored["v"], context=context).decode()
+    except (VaultError, ValueError, KeyError, TypeError):
+        pass  # nothing pending, or sealed for another session or master key: start a new enrolment
+    secret = new_secret()
+    version, blob = seal_with_master(secret.encode(), context=context)
+    request.session["2fa_setup"] = {"v": version, "blob": b64encode(blob).decode()}
+    return secret
+
+
 def provisioning_uri(user: User, secret: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
 

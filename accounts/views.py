@@ -226,8 +226,7 @@ def two_factor_settings(request):
     enabled = security.has_two_factor(user)
     context = {"enabled": enabled, "remaining": user.recovery_codes.filter(used__isnull=True).count()}
     if not enabled:
-        secret = request.session.get("2fa_setup") or security.new_secret()
-        request.session["2fa_setup"] = secret
+        secret = security.pending_secret(request, user)
         form = CodeForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             if security.verify_setup_code(secret, form.cleaned_data["code"]):

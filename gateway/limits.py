@@ -17,7 +17,6 @@ from django.utils import timezone
 
 from aura import cache
 from billing.plans import Plan
-from billing.selectors import current_plan
 from metrics.selectors import month_start, month_totals
 
 from .errors import ApiError
@@ -73,9 +72,8 @@ def _per_month(user_id: int, plan: Plan) -> None:
         )
 
 
-def enforce(user_id: int) -> dict:
+def enforce(user_id: int, plan: Plan) -> dict:
     """Count this call against the plan; return the x-ratelimit-* headers or raise a 429."""
-    plan = current_plan(user_id)
     headers = _per_minute(user_id, plan, time.time())
     _per_month(user_id, plan)
     return headers

@@ -16,6 +16,7 @@ import requests
 from django.conf import settings
 
 from aura.http import client_ip
+from billing.plans import Plan
 from billing.selectors import current_plan
 from metrics.services import usage_record
 
@@ -58,6 +59,7 @@ class Context:
     savings: savings_.Savings | None = None
     attempt: int = 0
     limit_headers: dict = field(default_factory=dict)
+    plan: Plan | None = None  # the caller's plan, read once per call
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -92,8 +94,9 @@ def start(request, endpoint: str) -> Context:
 def admit(ctx: Context, request) -> services.Caller:
     """Authenticate the key, then count the call against the plan's limits."""
     ctx.caller = authenticate(request)
+    ctx.plan = current_plan(ctx.caller.user_id)
     try:
-        ctx.limit_headers = limits.enforce(ctx.caller.user_id)
+        ctx.limit_headers = limits.enforce(ctx.caller.user_id, ctx.plan)
     except ApiError as error:
         ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
         raise
@@ -297,8 +300,8 @@ def plan(ctx: Context, body: dict) -> list[Route]:
     caller = ctx.caller
     vault = services.sealed_vault(caller.user_id)
     name = body["model"].strip()
-    if name in routing.AUTO_NAMES and not current_plan(caller.user_id).includes("routing"):
-        raise _not_in_plan("automatic routing", current_plan(caller.user_id))
+    if name in routing.AUTO_NAMES and not ctx.plan.includes("routing"):
+        raise _not_in_plan("automatic routing", ctx.plan)
     # Auto routing needs a real count (context windows, difficulty); explicit routes only check fallbacks.
     estimate = count_prompt(body, "o200k_base") if name in routing.AUTO_NAMES else len(json.dumps(body.get("messages"))) // 4
     rough = routing.needs_of(body, estimate)
@@ -346,12 +349,11 @@ def _not_in_plan(feature: str, plan) -> ApiError:
     )
 
 
-def options(request, caller: services.Caller) -> Options:
+def options(request, caller: services.Caller, plan: Plan) -> Options:
     """The key's settings, overridden per request by x-aura-* headers, within what the plan includes.
 
     A key setting the plan no longer includes is quietly off; asking for it per request is a 403.
     """
-    plan = current_plan(caller.user_id)
     asked = request.META.get("HTTP_X_AURA_COMPRESS")
     level = (asked or caller.compression).strip().lower()
     if level not in compression.LEVELS:

@@ -56,7 +56,7 @@ def chat(request, ctx):
     pipeline.admit(ctx, request)
     body = pipeline.read_json(request)
     pipeline.validate_chat(body)
-    opts = pipeline.options(request, ctx.caller)
+    opts = pipeline.options(request, ctx.caller, ctx.plan)
     ctx.model_requested, ctx.stream = body["model"], bool(body.get("stream"))
     routes = pipeline.plan(ctx, body)
     ctx.route = routes[0]

@@ -143,3 +143,13 @@ def enable_for(user):
 
     codes = security.two_factor_enable(user=user, secret=secret, request=Request)
     return secret, codes
+
+
+def test_the_seed_being_enrolled_is_not_stored_in_plaintext(alice_client):
+    from django.contrib.sessions.models import Session
+
+    page = alice_client.get("/settings/2fa/").content.decode()
+    secret = re.search(r"<code>([A-Z2-7]{32})</code>", page).group(1)
+    assert secret in alice_client.get("/settings/2fa/").content.decode()  # the same enrolment on reload
+    stored = "".join(str(s.get_decoded()) + s.session_data for s in Session.objects.all())
+    assert secret not in stored
