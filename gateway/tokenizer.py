@@ -3,18 +3,29 @@
 tiktoken would download its vocabularies on first use; AURA must never reach
 the internet for that. The ``bpe-openai`` wheel ships the same files, and each
 is checked against the sha256 that tiktoken itself publishes before use.
+
+Counts of longer texts are remembered in a small LRU per process, keyed by a
+digest of the text (no text is kept): a conversation resends its whole history
+on every call, and compression is prefix-stable, so earlier turns are counted
+once rather than on every call.
 """
 
 import functools
 import gzip
 import hashlib
+import threading
 from base64 import b64decode
+from collections import OrderedDict
 from importlib.util import find_spec
 from pathlib import Path
 
 import tiktoken
 
 _ENDOFTEXT = "<|endoftext|>"
+
+# Below this many characters counting costs about as much as looking the count up.
+REMEMBER_MIN_CHARS = 64
+REMEMBER_MAX = 16_384  # counts held; about 200 bytes each
 
 # Published by tiktoken (tiktoken_ext/openai_public.py) for these exact files.
 _SHA256 = {
@@ -81,9 +92,33 @@ def encoding(name: str) -> tiktoken.Encoding:
     )
 
 
+_remembered: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+_remembered_lock = threading.Lock()
+
+
 def count_tokens(text: str, encoding_name: str = "o200k_base") -> int:
-    # Special-token text in user input is counted as ordinary text, never as a control token.
-    return len(encoding(encoding_name).encode_ordinary(text))
+    """The exact tiktoken count of ``text``, special-token text counted as ordinary text."""
+    if len(text) < REMEMBER_MIN_CHARS:
+        return len(encoding(encoding_name).encode_ordinary(text))
+    # 128 bits: a collision, which would give a wrong count, is not a practical possibility.
+    key = (encoding_name, hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+    with _remembered_lock:
+        count = _remembered.get(key)
+        if count is not None:
+            _remembered.move_to_end(key)
+            return count
+    count = len(encoding(encoding_name).encode_ordinary(text))
+    with _remembered_lock:
+        _remembered[key] = count
+        if len(_remembered) > REMEMBER_MAX:
+            _remembered.popitem(last=False)
+    return count
+
+
+def forget_counts() -> None:
+    """Empty the remembered counts (for benchmarks and tests of the uncached cost)."""
+    with _remembered_lock:
+        _remembered.clear()
 
 
 def warm_up() -> None:

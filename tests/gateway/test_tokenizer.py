@@ -1,3 +1,4 @@
+import json
 import socket
 
 import pytest
@@ -36,3 +37,64 @@ def test_special_token_text_is_ordinary_text(no_network):
 def test_an_unknown_encoding_is_refused():
     with pytest.raises(ValueError):
         tokenizer.encoding("p50k_base")
+
+
+def fresh(text, name):
+    return len(tokenizer.encoding(name).encode_ordinary(text))
+
+
+@pytest.fixture
+def encodes(monkeypatch):
+    """The texts each encoding actually tokenises, in order."""
+    seen = []
+    for name in ("o200k_base", "cl100k_base"):
+        enc = tokenizer.encoding(name)
+        real = enc.encode_ordinary
+
+        def spy(text, real=real, name=name):
+            seen.append((name, text))
+            return real(text)
+
+        monkeypatch.setattr(enc, "encode_ordinary", spy)
+    tokenizer.forget_counts()
+    yield seen
+    tokenizer.forget_counts()
+
+
+HISTORY = "An earlier turn of the conversation, resent with every call. " * 4
+
+
+def test_a_long_text_is_tokenised_once(encodes):
+    first = tokenizer.count_tokens(HISTORY, "o200k_base")
+    assert tokenizer.count_tokens(HISTORY, "o200k_base") == first
+    assert encodes == [("o200k_base", HISTORY)]
+    assert first == fresh(HISTORY, "o200k_base")
+
+
+def test_each_encoding_keeps_its_own_counts(encodes):
+    text = "Привет, мир! " * 20
+    assert tokenizer.count_tokens(text, "o200k_base") == fresh(text, "o200k_base")
+    assert tokenizer.count_tokens(text, "cl100k_base") == fresh(text, "cl100k_base")
+    assert tokenizer.count_tokens(text, "o200k_base") != tokenizer.count_tokens(text, "cl100k_base")
+
+
+def test_short_texts_are_not_remembered(encodes):
+    tokenizer.count_tokens("hello world", "o200k_base")
+    tokenizer.count_tokens("hello world", "o200k_base")
+    assert len(encodes) == 2
+
+
+def test_the_remembered_counts_are_bounded_and_hold_no_text(encodes, monkeypatch):
+    monkeypatch.setattr(tokenizer, "REMEMBER_MAX", 3)
+    texts = [f"{HISTORY} turn {i}" for i in range(5)]
+    for text in texts:
+        tokenizer.count_tokens(text, "o200k_base")
+    tokenizer.count_tokens(texts[0], "o200k_base")  # the oldest was let go
+    assert len(encodes) == 6
+    assert len(tokenizer._remembered) == 3
+    assert not any(isinstance(part, str) and "turn" in part for key in tokenizer._remembered for part in key)
+
+
+def test_a_lone_surrogate_is_counted(encodes):
+    text = json.loads('"\\ud800"') + HISTORY
+    assert tokenizer.count_tokens(text, "cl100k_base") == tokenizer.count_tokens(text, "cl100k_base") > 0
