@@ -44,6 +44,10 @@ for the new text than for the text it replaces, so compression never makes a pro
 text is compressed on its own, with no state and no randomness: the same text always gives the same
 bytes wherever it sits, so the earlier turns of a growing conversation stay byte-identical from
 one call to the next (and provider prompt caches keep hitting).
+
+Counting is most of the cost, so nothing is counted twice: the counts made here are returned
+(``Compressed.counts``) for the caller's prompt count, and ``tokenizer.count_tokens`` remembers
+the counts of texts seen in earlier calls.
 """
 
 import ast
@@ -51,7 +55,7 @@ import json
 import re
 import warnings
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import tokenizer
 
@@ -80,6 +84,9 @@ class Compressed:
     body: dict  # the body to send; for level "off" (or when nothing changed) the very object passed in
     transforms: tuple[str, ...]  # transforms applied at least once, in TRANSFORMS order
     dropped_messages: int = 0  # messages removed by budget_trim
+    # Exact token counts of message texts counted while compressing: texts rewritten, before and
+    # after. pipeline.count_prompt reuses them rather than counting those texts again.
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 def compress(body: dict, *, level: str, encoding: str, max_prompt_tokens: int | None = None) -> Compressed:
@@ -97,7 +104,7 @@ def compress(body: dict, *, level: str, encoding: str, max_prompt_tokens: int | 
     if not isinstance(messages, list):
         return Compressed(body=body, transforms=())
 
-    counter = _Counter(tokenizer.encoding(encoding))
+    counter = _Counter(encoding)
     aggressive = level == "aggressive"
     applied: set[str] = set()
     new_messages = []
@@ -115,10 +122,11 @@ def compress(body: dict, *, level: str, encoding: str, max_prompt_tokens: int | 
             changed = True
 
     if not changed:
-        return Compressed(body=body, transforms=())
+        return Compressed(body=body, transforms=(), counts=counter.known)
     new_body = dict(body)
     new_body["messages"] = new_messages
-    return Compressed(body=new_body, transforms=tuple(t for t in TRANSFORMS if t in applied), dropped_messages=dropped)
+    transforms = tuple(t for t in TRANSFORMS if t in applied)
+    return Compressed(body=new_body, transforms=transforms, dropped_messages=dropped, counts=counter.known)
 
 
 # messages ----------------------------------------------------------------------------
@@ -131,16 +139,26 @@ class _Counter:
     by a character other than whitespace or "/" (true of both cl100k_base and o200k_base), so a
     text's count is the sum of the counts of its segments cut there. When a rewrite leaves those
     segments in place (the whitespace rewrite does), only the segments that changed are counted.
+
+    ``whole`` counts a message text and keeps the count in ``known``; ``known`` also takes the
+    count of a rewritten text worked out from its original's count and the difference.
     """
 
     _SEGMENT = re.compile(r"(?<=\n)(?=[^\s/])")
     CHUNK = 2048
 
-    def __init__(self, enc):
-        self._encode = enc.encode_ordinary
+    def __init__(self, encoding: str):
+        self._encoding = encoding
+        self.known: dict[str, int] = {}
 
     def __call__(self, text: str) -> int:
-        return len(self._encode(text))
+        return tokenizer.count_tokens(text, self._encoding)
+
+    def whole(self, text: str) -> int:
+        count = self.known.get(text)
+        if count is None:
+            count = self.known[text] = self(text)
+        return count
 
     def delta(self, old: str, new: str) -> int:
         """count(new) - count(old)."""
@@ -221,45 +239,34 @@ def _compress_text(text: str, counter: _Counter, aggressive: bool, is_tool: bool
     parsed = _json_minified(text)
     if parsed is not None:
         minified, value = parsed
-        current, tokens = text, None
-        if minified != text:
-            tokens = counter(text)
-            saved = counter(minified)
-            if saved < tokens:
-                current, tokens = minified, saved
-                applied.add("json_minify")
+        current = text
+        if minified != text and counter.whole(minified) < counter.whole(text):
+            current = minified
+            applied.add("json_minify")
         if aggressive and _has_similar_array(value):
             sampled = _json_sampled(minified)
-            if sampled != minified:
-                if tokens is None:
-                    tokens = counter(current)
-                if counter(sampled) < tokens:
-                    current = sampled
-                    applied.add("json_sample")
+            if sampled != minified and counter.whole(sampled) < counter.whole(current):
+                current = sampled
+                applied.add("json_sample")
         return current
 
     current = text
     normalized, python = _whitespace_normalized(text)
     if normalized != text:
         if python:  # the AST was checked for this exact text: all or nothing
-            better = counter.delta(text, normalized) < 0
+            delta = counter.delta(text, normalized)
         else:
             normalized, delta = counter.best(text, normalized)
-            better = delta < 0
-        if better:
+        if delta < 0:
+            counter.known[normalized] = counter.whole(text) + delta
             current = normalized
             applied.add("whitespace")
     if aggressive and (is_tool or _looks_like_log(current)):
-        tokens = None
         for name, rewrite in (("line_dedupe", _lines_deduped), ("log_trim", _log_trimmed)):
             candidate = rewrite(current)
-            if candidate != current:
-                if tokens is None:
-                    tokens = counter(current)
-                fewer = counter(candidate)
-                if fewer < tokens:
-                    current, tokens = candidate, fewer
-                    applied.add(name)
+            if candidate != current and counter.whole(candidate) < counter.whole(current):
+                current = candidate
+                applied.add(name)
     return current
 
 

@@ -376,11 +376,14 @@ def options(request, caller: services.Caller, plan: Plan) -> Options:
 
 
 def compress(ctx: Context, body: dict, opts: Options, model: catalog.Model) -> dict:
-    """Count the prompt as sent by the client, compress it as allowed, count it again."""
-    ctx.tokens_original = prompt_tokens(body, model)
+    """Compress the prompt as allowed; count it as the client sent it and as it is sent.
+
+    The texts compression rewrote were counted there, before and after: those counts are reused.
+    """
     result = compression.compress(body, level=opts.compression, encoding=encoding_for(model), max_prompt_tokens=opts.max_prompt_tokens)
     ctx.compression = opts.compression
-    ctx.tokens_sent = ctx.tokens_original if result.body is body else min(prompt_tokens(result.body, model), ctx.tokens_original)
+    ctx.tokens_original = prompt_tokens(body, model, result.counts)
+    ctx.tokens_sent = ctx.tokens_original if result.body is body else prompt_tokens(result.body, model, result.counts)
     return result.body
 
 
@@ -395,28 +398,37 @@ def encoding_for(model: catalog.Model) -> str:
     return "cl100k_base"
 
 
-def prompt_tokens(body: dict, model: catalog.Model) -> int:
-    return count_prompt(body, encoding_for(model))
+def prompt_tokens(body: dict, model: catalog.Model, known: dict[str, int] | None = None) -> int:
+    return count_prompt(body, encoding_for(model), known)
 
 
-def count_prompt(body: dict, encoding: str) -> int:
-    """Prompt tokens as OpenAI counts chat messages: content plus a few tokens of framing per message."""
+def count_prompt(body: dict, encoding: str, known: dict[str, int] | None = None) -> int:
+    """Prompt tokens as OpenAI counts chat messages: content plus a few tokens of framing per message.
+
+    ``known`` maps texts to counts already made with ``encoding`` (``compression.Compressed.counts``).
+    """
+    known = known or {}
+
+    def count(text: str) -> int:
+        tokens = known.get(text)
+        return tokenizer.count_tokens(text, encoding) if tokens is None else tokens
+
     total = 3
     for message in body.get("messages") or ():
         total += 3
         content = message.get("content")
         if isinstance(content, str):
-            total += tokenizer.count_tokens(content, encoding)
+            total += count(content)
         elif isinstance(content, list):
             for part in content:
                 if part.get("type") == "text":
-                    total += tokenizer.count_tokens(part.get("text") or "", encoding)
+                    total += count(part.get("text") or "")
                 elif part.get("type") == "image_url":
                     total += 85  # a low-detail image tile, OpenAI's base charge
         if message.get("tool_calls"):
-            total += tokenizer.count_tokens(json.dumps(message["tool_calls"]), encoding)
+            total += count(json.dumps(message["tool_calls"]))
     if body.get("tools"):
-        total += tokenizer.count_tokens(json.dumps(body["tools"]), encoding)
+        total += count(json.dumps(body["tools"]))
     return total
 
 

@@ -2,9 +2,10 @@
 
 import json
 
+import pytest
 import requests
 
-from gateway import services
+from gateway import pipeline, services, tokenizer
 from gateway.models import ApiKey
 from metrics.models import UsageRecord
 
@@ -40,6 +41,29 @@ def test_lossless_is_the_default_and_shrinks_pretty_json(live_server, alice_key,
     record = UsageRecord.objects.get()
     assert record.tokens_original == original and record.tokens_sent == sent
     assert record.savings_compression_usd > 0
+
+
+def fresh_count(body, encoding):
+    tokenizer.forget_counts()
+    return pipeline.count_prompt(body, encoding)
+
+
+@pytest.mark.parametrize("model, encoding", [("gpt-4o-mini", "o200k_base"), ("gpt-6-luna", "cl100k_base")])
+def test_the_token_headers_are_exact_counts_of_what_was_received_and_sent(live_server, alice_key, upstream, model, encoding):
+    notes = "Some  notes   with trailing spaces   \r\n\r\n\r\n\r\nand  blank lines.  "
+    messages = [
+        {"role": "system", "content": "Be  brief.   \n\n\n\nThanks  "},
+        {"role": "user", "content": [{"type": "text", "text": PRETTY}, {"type": "text", "text": notes}]},
+        {"role": "assistant", "content": "Noted."},
+        *tool_turns(),
+    ]
+    tools = [{"type": "function", "function": {"name": "f", "description": "Looks  things up.", "parameters": {"type": "object"}}}]
+    body = {"model": model, "messages": messages, "tools": tools}
+    for _ in range(2):  # the second call finds the counts of the first remembered
+        response = post(live_server, alice_key, body)
+        original, sent = int(response.headers["x-aura-tokens-original"]), int(response.headers["x-aura-tokens-sent"])
+        assert original == fresh_count(body, encoding)
+        assert sent == fresh_count(upstream.requests[-1]["json"], encoding) < original
 
 
 def test_off_sends_the_request_byte_for_byte(live_server, alice_key, upstream):
