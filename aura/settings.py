@@ -214,6 +214,11 @@ if REDIS_URL:
             "OPTIONS": {
                 "socket_timeout": REDIS_SOCKET_TIMEOUT,
                 "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+                # One pool per process (aura.cache), shared by every greenlet: at most this many
+                # connections, and a call waits briefly for a free one rather than failing.
+                "pool_class": "redis.BlockingConnectionPool",
+                "max_connections": env_int("REDIS_MAX_CONNECTIONS", 50, 1),
+                "timeout": REDIS_SOCKET_TIMEOUT,
             },
         }
     }

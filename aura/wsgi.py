@@ -1,10 +1,13 @@
 import os
 
-from django.core.wsgi import get_wsgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aura.settings")
+django.setup(set_prefix=False)
 
-application = get_wsgi_application()
+from aura.handlers import Application  # noqa: E402 -- after django.setup()
+
+application = Application()
 
 # Pay start-up costs before the first request, not during it.
 from gateway import catalog, tokenizer  # noqa: E402

@@ -326,6 +326,7 @@ def aura_env() -> dict:
             "SECRET_KEY": secrets.token_urlsafe(45),  # 60 characters
             "AURA_VAULT_KEYS": "1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
             "AURA_UPSTREAM_ALLOW_PRIVATE": "true",
+            "DATABASE_POOL_SIZE": "10",  # as the Procfile's web line sets it
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "AURA_ENV_FILE": "/nonexistent",
             "PYTHONUNBUFFERED": "1",

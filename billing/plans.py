@@ -20,6 +20,8 @@ class Plan:
     monthly_requests: int
     requests_per_minute: int
     api_keys: int
+    tokens_per_minute: int = 200_000  # prompt + completion tokens, OpenAI's TPM
+    concurrent_requests: int = 20  # calls in flight at once, so one account cannot hold every web worker
     features: frozenset = frozenset()
     price_setting: str = ""  # the settings name holding this plan's Paddle price id
 
@@ -41,6 +43,8 @@ PRO = Plan(
     monthly_requests=500_000,
     requests_per_minute=600,
     api_keys=20,
+    tokens_per_minute=2_000_000,
+    concurrent_requests=100,
     features=frozenset(FEATURES),
     price_setting="PADDLE_PRICE_PRO",
 )
@@ -51,6 +55,8 @@ TEAM = Plan(
     monthly_requests=5_000_000,
     requests_per_minute=3000,
     api_keys=100,
+    tokens_per_minute=10_000_000,
+    concurrent_requests=500,
     features=frozenset(FEATURES),
     price_setting="PADDLE_PRICE_TEAM",
 )

@@ -13,12 +13,12 @@ from .plans import FREE, PLANS, Plan
 PLAN_CACHE_SECONDS = 300
 
 
-def _cache_key(user_id: int) -> str:
+def plan_cache_key(user_id: int) -> str:
     return f"billing:plan:{user_id}"
 
 
 def forget_plan(user_id: int) -> None:
-    cache.delete(_cache_key(user_id))
+    cache.delete(plan_cache_key(user_id))
 
 
 def plan_from(subscription: Subscription | None, now=None) -> Plan:
@@ -34,11 +34,12 @@ def plan_from(subscription: Subscription | None, now=None) -> Plan:
     return FREE
 
 
-def current_plan(user_id: int) -> Plan:
-    code = cache.get(_cache_key(user_id))
+def current_plan(user_id: int, cached: str | None = None) -> Plan:
+    """The plan in force; ``cached`` is the cache entry when the caller already fetched it."""
+    code = cached if cached is not None else cache.get(plan_cache_key(user_id))
     if code is None:
         plan = plan_from(Subscription.objects.filter(user_id=user_id).first())
         # Cached briefly: a grace period that runs out is noticed within minutes.
-        cache.set(_cache_key(user_id), plan.code, PLAN_CACHE_SECONDS)
+        cache.set(plan_cache_key(user_id), plan.code, PLAN_CACHE_SECONDS)
         return plan
     return PLANS.get(code, FREE)

@@ -9,6 +9,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from aura import cache
+from billing.selectors import current_plan
 
 from . import services
 from .forms import ApiKeyForm, KeySettingsForm, ProviderKeyForm, ReplaceKeyForm
@@ -67,7 +68,7 @@ def api_key_settings(request, pk):
     initial = {name: getattr(key, name) for name in ApiKey.SETTINGS}
     initial["allowed_models"] = ", ".join(key.allowed_models)
     initial["fallback_models"] = ", ".join(key.fallback_models)
-    form = KeySettingsForm(request.POST if request.method == "POST" else None, initial=initial)
+    form = KeySettingsForm(request.POST if request.method == "POST" else None, initial=initial, plan=current_plan(request.user.pk))
     if request.method == "POST" and form.is_valid():
         services.api_key_configure(key=key, **{name: form.cleaned_data[name] for name in ApiKey.SETTINGS})
         messages.success(request, _("Settings of “%(name)s” are saved. They apply to the next call.") % {"name": key.name})

@@ -80,8 +80,18 @@ class KeySettingsForm(forms.Form):
         help_text=_("Comma-separated, in order. Used when the chosen model's provider is rate limiting, failing or cooling down."),
     )
 
-    def __init__(self, *args, **kwargs):
+    rpm_limit = forms.IntegerField(label=_("Requests per minute (optional)"), required=False, min_value=1, max_value=10**9)
+    tpm_limit = forms.IntegerField(label=_("Tokens per minute (optional)"), required=False, min_value=1, max_value=10**12)
+
+    def __init__(self, *args, plan=None, **kwargs):
         super().__init__(*args, **kwargs)
+        if plan is not None:
+            self.fields["rpm_limit"].help_text = _(
+                "A lower limit for this key alone. Empty: your plan's %(limit)s requests a minute for the whole account."
+            ) % {"limit": f"{plan.requests_per_minute:,}"}
+            self.fields["tpm_limit"].help_text = _(
+                "A lower limit for this key alone, prompt and completion tokens together. Empty: your plan's %(limit)s."
+            ) % {"limit": f"{plan.tokens_per_minute:,}"}
         chat_models = sorted(m.id for m in catalog.load().models.values() if m.supports("chat"))
         self.fields["reference_model"].choices = [(m, m) for m in chat_models]
 

@@ -1,17 +1,27 @@
-"""The plan's limits, enforced on every /v1 call with atomic counters in the shared cache.
+"""The plan's limits and the key's own, enforced on every /v1 call in one Redis round trip.
 
-- Requests per minute: a sliding window (this minute's count plus the previous
-  minute's, weighted by how much of it still overlaps), so a burst at a minute's
-  boundary cannot double the limit.
+- Requests and tokens per minute, per account (the plan's) and per AURA key (lower
+  ones the owner set): sliding windows — this minute's count plus the previous
+  minute's weighted by how much of it still overlaps — so a burst at a minute's
+  boundary cannot double a limit. Tokens (prompt + completion, as the provider
+  reported them) are charged when a call ends; a call is refused while the window
+  is already full, as OpenAI does.
 - Requests per month: one counter per account and calendar month (UTC), seeded
-  from the usage records the first time it is needed.
+  from the usage rollups the first time it is needed.
+- Calls in flight per account: a set of request ids with their start times, so a
+  tenant cannot hold every web worker; a crashed node's entries age out.
 
-Every web node shares the counters. If Redis is down, authenticated calls go
-through (fail open, logged by ``aura.cache``) rather than fail for everyone.
+A refused call is not counted. Every web node shares the counters: one Lua script
+checks and counts everything atomically (``admit``), one pipeline settles a call
+(``finish``). Without Redis (the embedded single-process default) the same rules
+run on an in-process table. If Redis is down, authenticated calls go through
+(fail open, logged by ``aura.cache``) rather than fail for everyone.
 """
 
 import math
+import threading
 import time
+from dataclasses import dataclass
 
 from django.utils import timezone
 
@@ -20,6 +30,255 @@ from billing.plans import Plan
 from metrics.selectors import month_start, month_totals
 
 from .errors import ApiError
+
+WINDOW_TTL = 120  # a minute's counter outlives the next minute, which still reads it
+QUOTA_TTL = 40 * 86400
+IN_FLIGHT_STALE = 15 * 60  # longer than any call may last (gunicorn's timeout, streams included)
+TOUCH_SECONDS = 60
+
+# Statuses the check returns.
+OK, RPM, TPM, QUOTA, CONCURRENCY, UNSEEDED = 0, 1, 2, 3, 4, -1
+
+_CHECK = """
+local w = tonumber(ARGV[1])
+local function used(cur, prev)
+  return tonumber(redis.call('GET', KEYS[cur]) or 0) + w * tonumber(redis.call('GET', KEYS[prev]) or 0)
+end
+local touched = redis.call('SET', KEYS[11], 1, 'EX', ARGV[11], 'NX') and 1 or 0
+local quota = redis.call('GET', KEYS[9])
+if not quota then return {-1, 0, 0, 0, 0, 0, 0, touched} end
+quota = tonumber(quota)
+local a_rpm, k_rpm, a_tpm, k_tpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local ar, kr, at, kt = used(1, 2), 0, used(5, 6), 0
+if k_rpm > 0 then kr = used(3, 4) end
+if k_tpm > 0 then kt = used(7, 8) end
+redis.call('ZREMRANGEBYSCORE', KEYS[10], '-inf', tonumber(ARGV[8]) - tonumber(ARGV[10]))
+local flight = redis.call('ZCARD', KEYS[10])
+local status = 0
+if ar + 1 > a_rpm or (k_rpm > 0 and kr + 1 > k_rpm) then status = 1
+elseif at >= a_tpm or (k_tpm > 0 and kt >= k_tpm) then status = 2
+elseif quota + 1 > tonumber(ARGV[6]) then status = 3
+elseif flight + 1 > tonumber(ARGV[7]) then status = 4
+end
+if status == 0 then
+  ar, quota, flight = ar + 1, quota + 1, flight + 1
+  redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ARGV[12])
+  if k_rpm > 0 then kr = kr + 1; redis.call('INCR', KEYS[3]); redis.call('EXPIRE', KEYS[3], ARGV[12]) end
+  redis.call('INCR', KEYS[9])
+  redis.call('ZADD', KEYS[10], ARGV[8], ARGV[9]); redis.call('EXPIRE', KEYS[10], ARGV[10])
+end
+return {status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, flight, touched}
+"""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What binds one call: the plan's limits and the key's own (0: the key sets none)."""
+
+    rpm: int
+    key_rpm: int
+    tpm: int
+    key_tpm: int
+    monthly: int
+    concurrent: int
+
+    @classmethod
+    def of(cls, plan: Plan, caller) -> "Limits":
+        return cls(
+            rpm=plan.requests_per_minute,
+            key_rpm=caller.rpm_limit or 0,
+            tpm=plan.tokens_per_minute,
+            key_tpm=caller.tpm_limit or 0,
+            monthly=plan.monthly_requests,
+            concurrent=plan.concurrent_requests,
+        )
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The windows as the check saw them (this call included when admitted)."""
+
+    status: int
+    rpm: float
+    key_rpm: float
+    tpm: int
+    key_tpm: int
+    month: int
+    in_flight: int
+    touched: bool
+
+
+def _names(user_id: int, key_id: int, minute: int, month: str) -> list[str]:
+    return [
+        f"rl:r:a:{user_id}:{minute}",
+        f"rl:r:a:{user_id}:{minute - 1}",
+        f"rl:r:k:{key_id}:{minute}",
+        f"rl:r:k:{key_id}:{minute - 1}",
+        f"rl:t:a:{user_id}:{minute}",
+        f"rl:t:a:{user_id}:{minute - 1}",
+        f"rl:t:k:{key_id}:{minute}",
+        f"rl:t:k:{key_id}:{minute - 1}",
+        f"rl:q:{user_id}:{month}",
+        f"rl:f:{user_id}",
+        f"rl:touch:{key_id}",
+    ]
+
+
+# The check, in Redis --------------------------------------------------------------------
+
+_scripts: dict = {}
+
+
+def _redis_check(client, names: list[str], args: list) -> list[int]:
+    script = _scripts.get(id(client))
+    if script is None:
+        script = _scripts[id(client)] = client.register_script(_CHECK)
+    return script(keys=names, args=args, client=client)
+
+
+def _redis_seed(client, name: str, value: int) -> None:
+    client.set(name, value, ex=QUOTA_TTL, nx=True)
+
+
+def _redis_finish(client, user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool) -> None:
+    pipe = client.pipeline(transaction=False)
+    pipe.zrem(f"rl:f:{user_id}", request_id)
+    if tokens:
+        for name in [f"rl:t:a:{user_id}:{minute}"] + ([f"rl:t:k:{key_id}:{minute}"] if key_tpm else []):
+            pipe.incrby(name, tokens)
+            pipe.expire(name, WINDOW_TTL)
+    pipe.execute()
+
+
+# The same check, in process (embedded mode: one process, no Redis) ---------------------------
+
+_local: dict[str, object] = {}
+_local_expiry: dict[str, float] = {}
+_local_lock = threading.Lock()
+
+
+def _lget(name: str, now: float, default=0):
+    if _local_expiry.get(name, math.inf) <= now:
+        _local.pop(name, None)
+        _local_expiry.pop(name, None)
+    return _local.get(name, default)
+
+
+def _lput(name: str, value, now: float, ttl: int) -> None:
+    _local[name], _local_expiry[name] = value, now + ttl
+
+
+def _local_check(names: list[str], args: list) -> list[int]:
+    weight, a_rpm, k_rpm, a_tpm, k_tpm, monthly, concurrent, now, request_id, stale, touch_ttl, window_ttl = args
+    with _local_lock:
+        touched = _lget(names[10], now, None) is None
+        if touched:
+            _lput(names[10], 1, now, touch_ttl)
+        quota = _lget(names[8], now, None)
+        if quota is None:
+            return [UNSEEDED, 0, 0, 0, 0, 0, 0, int(touched)]
+
+        def used(cur, prev):
+            return _lget(names[cur], now) + weight * _lget(names[prev], now)
+
+        ar, at = used(0, 1), used(4, 5)
+        kr = used(2, 3) if k_rpm else 0
+        kt = used(6, 7) if k_tpm else 0
+        flight = {rid: t for rid, t in _lget(names[9], now, {}).items() if t > now - stale}
+        status = OK
+        if ar + 1 > a_rpm or (k_rpm and kr + 1 > k_rpm):
+            status = RPM
+        elif at >= a_tpm or (k_tpm and kt >= k_tpm):
+            status = TPM
+        elif quota + 1 > monthly:
+            status = QUOTA
+        elif len(flight) + 1 > concurrent:
+            status = CONCURRENCY
+        if status == OK:
+            ar, quota = ar + 1, quota + 1
+            _lput(names[0], _lget(names[0], now) + 1, now, window_ttl)
+            if k_rpm:
+                kr += 1
+                _lput(names[2], _lget(names[2], now) + 1, now, window_ttl)
+            _lput(names[8], quota, now, QUOTA_TTL)
+            flight[request_id] = now
+        _lput(names[9], flight, now, stale)
+        return [status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, len(flight), int(touched)]
+
+
+def _local_seed(name: str, value: int, now: float) -> None:
+    with _local_lock:
+        if _lget(name, now, None) is None:
+            _lput(name, value, now, QUOTA_TTL)
+
+
+def _local_finish(user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool) -> None:
+    now = time.time()
+    with _local_lock:
+        _lget(f"rl:f:{user_id}", now, {}).pop(request_id, None)
+        if tokens:
+            for name in [f"rl:t:a:{user_id}:{minute}"] + ([f"rl:t:k:{key_id}:{minute}"] if key_tpm else []):
+                _lput(name, _lget(name, now) + tokens, now, WINDOW_TTL)
+
+
+def local_reset() -> None:
+    """Forget the in-process counters (tests)."""
+    with _local_lock:
+        _local.clear()
+        _local_expiry.clear()
+
+
+# The rules ----------------------------------------------------------------------------
+
+
+def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float) -> Counts | None:
+    """Check and count one call atomically; None when the shared cache is unavailable (fail open)."""
+    minute, into = divmod(now, 60)
+    names = _names(user_id, key_id, int(minute), month_start().strftime("%Y%m"))
+    args = [
+        1 - into / 60,
+        limits.rpm,
+        limits.key_rpm,
+        limits.tpm,
+        limits.key_tpm,
+        limits.monthly,
+        limits.concurrent,
+        now,
+        request_id,
+        IN_FLIGHT_STALE,
+        TOUCH_SECONDS,
+        WINDOW_TTL,
+    ]
+
+    def run():
+        client = cache.redis()
+        result = _redis_check(client, names, args) if client else _local_check(names, args)
+        if result[0] == UNSEEDED:
+            # Seeded from the rollups, which outlive the 14-day raw records: a counter lost late in the month stays right.
+            seed = month_totals(user_id)["client_requests"]
+            _redis_seed(client, names[8], seed) if client else _local_seed(names[8], seed, now)
+            result = _redis_check(client, names, args) if client else _local_check(names, args)
+        return result
+
+    result = cache.guarded("rate limits", run, None)
+    if result is None:
+        return None
+    status, rpm, key_rpm, tpm, key_tpm, month, flight, touched = (int(v) for v in result)
+    return Counts(status, rpm / 1000, key_rpm / 1000, tpm, key_tpm, month, flight, bool(touched))
+
+
+def finish(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: bool) -> None:
+    """A call has ended: free its in-flight slot and charge its tokens to this minute's windows."""
+    minute = int(time.time() // 60)
+
+    def run():
+        client = cache.redis()
+        if client:
+            _redis_finish(client, user_id, key_id, minute, request_id, tokens, key_tpm)
+        else:
+            _local_finish(user_id, key_id, minute, request_id, tokens, key_tpm)
+
+    cache.guarded("rate limits", run, None)
 
 
 def _reset(seconds: float) -> str:
@@ -30,38 +289,64 @@ def _reset(seconds: float) -> str:
     return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
-def _per_minute(user_id: int, plan: Plan, now: float) -> dict:
-    minute, into = divmod(now, 60)
-    current = cache.incr(f"gw:rpm:{user_id}:{int(minute)}", 120)
-    if current is None:
-        return {}
-    previous = cache.get(f"gw:rpm:{user_id}:{int(minute) - 1}") or 0
-    used = previous * (1 - into / 60) + current
-    limit = plan.requests_per_minute
-    headers = {
-        "x-ratelimit-limit-requests": str(limit),
-        "x-ratelimit-remaining-requests": str(max(limit - math.ceil(used), 0)),
-        "x-ratelimit-reset-requests": _reset((used - limit + 1) / limit * 60 if used >= limit else 60 / limit),
+def _binding(pairs: list[tuple[int, float]]) -> tuple[int, float]:
+    """Of (limit, used) pairs, the one with the least room left (limit 0: not set)."""
+    return min(((limit, used) for limit, used in pairs if limit), key=lambda p: p[0] - p[1])
+
+
+def _refill(limit: int, used: float) -> float:
+    """Seconds until a sliding minute window holding ``used`` has room for one more."""
+    return (used - limit + 1) / limit * 60 if used >= limit else 60 / limit
+
+
+def headers(limits: Limits, counts: Counts) -> dict:
+    r_limit, r_used = _binding([(limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm)])
+    t_limit, t_used = _binding([(limits.tpm, counts.tpm), (limits.key_tpm, counts.key_tpm)])
+    return {
+        "x-ratelimit-limit-requests": str(r_limit),
+        "x-ratelimit-remaining-requests": str(max(r_limit - math.ceil(r_used), 0)),
+        "x-ratelimit-reset-requests": _reset(_refill(r_limit, r_used)),
+        "x-ratelimit-limit-tokens": str(t_limit),
+        "x-ratelimit-remaining-tokens": str(max(t_limit - t_used, 0)),
+        "x-ratelimit-reset-tokens": _reset(max(t_used - t_limit, 0) / t_limit * 60 if t_used >= t_limit else 0.001),
     }
-    if used > limit:
+
+
+def enforce(caller, plan: Plan, request_id: str, now: float | None = None) -> dict:
+    """Count this call against the plan's and the key's limits; return the x-ratelimit-* headers or raise a 429."""
+    limits = Limits.of(plan, caller)
+    counts = check(caller.user_id, caller.key_id, limits, request_id, time.time() if now is None else now)
+    if counts is None:
+        return {}
+    if counts.touched:
+        from .services import api_key_touch
+
+        api_key_touch(caller.key_id)
+    found = headers(limits, counts)
+    if counts.status == RPM:
+        limit, used = _binding([(limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm)])
+        whose = "this API key's" if limit == limits.key_rpm and limit != limits.rpm else "your plan's"
         raise ApiError(
             429,
-            f"Rate limit reached on requests per minute (RPM): limit {limit}, used {math.ceil(used)}. Slow down, or move to a larger plan.",
+            f"Rate limit reached on requests per minute (RPM): {whose} limit is {limit}, used {math.ceil(used)}. "
+            "Slow down, or raise the limit.",
             "requests",
             "rate_limit_exceeded",
-            headers={**headers, "Retry-After": str(max(int(math.ceil((used - limit) / limit * 60)), 1))},
+            headers={**found, "Retry-After": str(max(math.ceil(_refill(limit, used)), 1))},
         )
-    return headers
-
-
-def _per_month(user_id: int, plan: Plan) -> None:
-    start = month_start()
-    key = f"gw:quota:{user_id}:{start:%Y%m}"
-    if cache.get(key) is None:
-        # Seeded from the rollups, which outlive the 14-day raw records: a counter lost late in the month stays right.
-        cache.add(key, month_totals(user_id)["client_requests"], 40 * 86400)
-    used = cache.incr(key, 40 * 86400)
-    if used is not None and used > plan.monthly_requests:
+    if counts.status == TPM:
+        limit, used = _binding([(limits.tpm, counts.tpm), (limits.key_tpm, counts.key_tpm)])
+        whose = "this API key's" if limit == limits.key_tpm and limit != limits.tpm else "your plan's"
+        raise ApiError(
+            429,
+            f"Rate limit reached on tokens per minute (TPM): {whose} limit is {limit:,}, used {used:,}. "
+            "Wait for the window to move, or raise the limit.",
+            "tokens",
+            "rate_limit_exceeded",
+            headers={**found, "Retry-After": str(max(math.ceil((used - limit + 1) / limit * 60), 1))},
+        )
+    if counts.status == QUOTA:
+        start = month_start()
         days_left = (start.replace(month=start.month % 12 + 1, year=start.year + start.month // 12) - timezone.now()).days + 1
         raise ApiError(
             429,
@@ -69,11 +354,14 @@ def _per_month(user_id: int, plan: Plan) -> None:
             f"Upgrade on the AURA billing page, or wait {days_left} day(s) for the quota to reset.",
             "insufficient_quota",
             "insufficient_quota",
+            headers=found,
         )
-
-
-def enforce(user_id: int, plan: Plan) -> dict:
-    """Count this call against the plan; return the x-ratelimit-* headers or raise a 429."""
-    headers = _per_minute(user_id, plan, time.time())
-    _per_month(user_id, plan)
-    return headers
+    if counts.status == CONCURRENCY:
+        raise ApiError(
+            429,
+            f"Too many calls in flight: the {plan.name} plan allows {limits.concurrent} at once. Wait for some to finish.",
+            "requests",
+            "concurrency_limit_exceeded",
+            headers={**found, "Retry-After": "1"},
+        )
+    return found

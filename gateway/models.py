@@ -27,7 +27,17 @@ class ApiKey(models.Model):
     """
 
     # The per-key settings, in the order the cabinet shows them.
-    SETTINGS = ("compression", "cache_enabled", "cache_ttl", "routing_policy", "reference_model", "allowed_models", "fallback_models")
+    SETTINGS = (
+        "compression",
+        "cache_enabled",
+        "cache_ttl",
+        "routing_policy",
+        "reference_model",
+        "allowed_models",
+        "fallback_models",
+        "rpm_limit",
+        "tpm_limit",
+    )
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(_("name"), max_length=80)
@@ -43,6 +53,9 @@ class ApiKey(models.Model):
     allowed_models = models.JSONField(_("allowed models"), default=list, blank=True)
     fallback_models = models.JSONField(_("fallback models"), default=list, blank=True)
     reference_model = models.CharField(_("reference model"), max_length=120, default="gpt-4o")
+    # Lower limits than the plan's, for this key alone (empty: the plan's limits apply).
+    rpm_limit = models.PositiveIntegerField(_("requests per minute"), null=True, blank=True)
+    tpm_limit = models.PositiveIntegerField(_("tokens per minute"), null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]

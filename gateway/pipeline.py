@@ -60,6 +60,9 @@ class Context:
     attempt: int = 0
     limit_headers: dict = field(default_factory=dict)
     plan: Plan | None = None  # the caller's plan, read once per call
+    vault: services.SealedVault | None = None  # the account's provider keys, sealed, read once per call
+    admitted: bool = False  # counted against the limits: finish() must settle it
+    tokens_used: int = 0  # prompt + completion tokens the providers processed, for the TPM windows
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -91,27 +94,38 @@ def start(request, endpoint: str) -> Context:
 # authenticate ----------------------------------------------------------------------
 
 
-def admit(ctx: Context, request) -> services.Caller:
-    """Authenticate the key, then count the call against the plan's limits."""
-    ctx.caller = authenticate(request)
-    ctx.plan = current_plan(ctx.caller.user_id)
-    try:
-        ctx.limit_headers = limits.enforce(ctx.caller.user_id, ctx.plan)
-    except ApiError as error:
-        ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
-        raise
-    return ctx.caller
-
-
-def authenticate(request) -> services.Caller:
+def authenticate(ctx: Context, request) -> services.Caller:
+    """Who is calling, with the account's plan and sealed vault: one cache round trip on a warm key."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer":
         secret = request.META.get("HTTP_X_API_KEY", "")
-    caller = services.api_key_authenticate(secret.strip()) if secret else None
+    caller, prefetched = services.api_key_admit(secret.strip()) if secret else (None, {})
     if caller is None:
         raise errors.invalid_api_key()
+    ctx.caller = caller
+    ctx.plan = current_plan(caller.user_id, cached=prefetched.get("plan"))
+    ctx.vault = services.sealed_vault(caller.user_id, cached=prefetched.get("vault"))
     return caller
+
+
+def admit(ctx: Context, request) -> services.Caller:
+    """Authenticate the key, then count the call against the plan's and the key's limits."""
+    caller = authenticate(ctx, request)
+    try:
+        ctx.limit_headers = limits.enforce(caller, ctx.plan, ctx.request_id)
+    except ApiError as error:
+        ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
+        raise
+    ctx.admitted = True
+    return caller
+
+
+def finish(ctx: Context) -> None:
+    """The call is over (its answer sent, or abandoned): free its in-flight slot, charge its tokens."""
+    if ctx.admitted:
+        ctx.admitted = False
+        limits.finish(ctx.caller.user_id, ctx.caller.key_id, ctx.request_id, ctx.tokens_used, bool(ctx.caller.tpm_limit))
 
 
 # read and validate ----------------------------------------------------------------
@@ -289,16 +303,15 @@ def resolve(caller: services.Caller, vault, name: str, capability: str) -> tuple
     return model, key
 
 
-def route(caller: services.Caller, name: str, capability: str) -> Route:
-    vault = services.sealed_vault(caller.user_id)
-    model, key = resolve(caller, vault, name, capability)
+def route(ctx: Context, name: str, capability: str) -> Route:
+    vault = ctx.vault
+    model, key = resolve(ctx.caller, vault, name, capability)
     return Route(model, PROVIDERS[model.provider], vault, key)
 
 
 def plan(ctx: Context, body: dict) -> list[Route]:
     """The routes to try for a chat call, primary first; sets the baseline model."""
-    caller = ctx.caller
-    vault = services.sealed_vault(caller.user_id)
+    caller, vault = ctx.caller, ctx.vault
     name = body["model"].strip()
     if name in routing.AUTO_NAMES and not ctx.plan.includes("routing"):
         raise _not_in_plan("automatic routing", ctx.plan)
@@ -567,6 +580,8 @@ def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "", f
             aura_cached=ctx.aura_cached,
         )
     ctx.cost = ctx.savings.actual
+    if ctx.cache_status != "hit":
+        ctx.tokens_used += usage.prompt_tokens + usage.completion_tokens
     ctx.attempt += 1
     request_id = ctx.request_id if final else f"{ctx.request_id}-{ctx.attempt}"
     try:
@@ -623,7 +638,8 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
     With a single route, a 429 whose Retry-After is short, or a 5xx, is retried once after a pause.
     """
     last_error = None
-    usable = [r for r in routes if not routing.breaker_open(r.key)] or routes[:1]
+    breakers = routing.breakers([r.key for r in routes])
+    usable = [r for r in routes if breakers[routing.host(r.key)] >= 0] or routes[:1]
     if usable[0] is not routes[0]:
         ctx.route_reason = "fallback:cooldown"
     for index, candidate in enumerate(usable):
@@ -639,6 +655,7 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
                 if error.status not in RETRIABLE:
                     raise
                 routing.record_outcome(candidate.key, ok=False, analytics=ctx.caller.analytics)
+                breakers[routing.host(candidate.key)] += 1  # a later success on this route clears the streak
                 last_error = error
                 more = index + 1 < len(usable)
                 pause = _retry_pause(error) if not more and attempt == 0 else None
@@ -650,7 +667,9 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
                 time.sleep(pause)
                 continue
             ctx.aura_cached = call.steered
-            routing.record_outcome(candidate.key, ok=True, latency_ms=ctx.ttfb_ms, analytics=ctx.caller.analytics)
+            routing.record_outcome(
+                candidate.key, ok=True, latency_ms=ctx.ttfb_ms, analytics=ctx.caller.analytics, streak=breakers[routing.host(candidate.key)]
+            )
             return response, call
     raise last_error
 

@@ -16,7 +16,9 @@ Health statistics are aggregates per provider with no link to any account.
 import hashlib
 import json
 import logging
+import math
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -103,31 +105,58 @@ def _min_tier(needs: Needs) -> int:
 # provider health: anonymous aggregates in the shared cache ------------------------------------
 
 
-def _host(key) -> str:
+def host(key) -> str:
     return f"{key.provider}:{urlsplit(key.base_url).netloc or 'default'}"
 
 
+def breakers(keys) -> dict[str, int]:
+    """Each route's breaker in one round trip: -1 when its provider is cooling down, else its failure streak."""
+    names = {host(key) for key in keys}
+    found = cache.get_many([f"gw:cb:{part}:{name}" for name in names for part in ("open", "fails")])
+    return {name: -1 if found.get(f"gw:cb:open:{name}") else int(found.get(f"gw:cb:fails:{name}") or 0) for name in names}
+
+
 def breaker_open(key) -> bool:
-    return bool(cache.get(f"gw:cb:open:{_host(key)}"))
+    return breakers([key])[host(key)] < 0
 
 
-def record_outcome(key, *, ok: bool, latency_ms: int | None = None, analytics: bool = True) -> None:
-    host = _host(key)
+def record_outcome(key, *, ok: bool, latency_ms: int | None = None, analytics: bool = True, streak: int = 1) -> None:
+    """``streak`` is the failure streak ``breakers`` saw: a success clears it only when there was one."""
+    name = host(key)
     if ok:
-        cache.delete(f"gw:cb:fails:{host}")
-    elif (cache.incr(f"gw:cb:fails:{host}", BREAKER_WINDOW) or 0) >= BREAKER_THRESHOLD:
-        cache.set(f"gw:cb:open:{host}", 1, BREAKER_COOLDOWN)
+        if streak:
+            cache.delete(f"gw:cb:fails:{name}")
+    elif (cache.incr(f"gw:cb:fails:{name}", BREAKER_WINDOW) or 0) >= BREAKER_THRESHOLD:
+        cache.set(f"gw:cb:open:{name}", 1, BREAKER_COOLDOWN)
         log.warning("provider %s put in cooldown for %ss", key.provider, BREAKER_COOLDOWN)
     if analytics:  # accounts that restricted processing or objected are left out of the shared statistics
         _update_health(key.provider, ok, latency_ms)
 
 
+# Each node keeps its own moving averages and publishes them at most once a second per
+# provider; the last writer wins, which is fine for a smoothed estimate.
+HEALTH_PUBLISH_SECONDS = 1.0
+_health: dict[str, dict] = {}
+_published: dict[str, float] = {}
+
+
 def _update_health(provider: str, ok: bool, latency_ms: int | None) -> None:
-    stats = cache.get(f"gw:health:{provider}") or {"latency": 1000.0, "errors": 0.0}
+    stats = _health.get(provider)
+    if stats is None:
+        stats = _health[provider] = dict(cache.get(f"gw:health:{provider}") or {"latency": 1000.0, "errors": 0.0})
     if latency_ms is not None:
         stats["latency"] = 0.9 * stats["latency"] + 0.1 * latency_ms
     stats["errors"] = 0.95 * stats["errors"] + 0.05 * (0.0 if ok else 1.0)
-    cache.set(f"gw:health:{provider}", stats, 24 * 3600)
+    now = time.monotonic()
+    if not ok or now - _published.get(provider, -math.inf) >= HEALTH_PUBLISH_SECONDS:
+        _published[provider] = now
+        cache.set(f"gw:health:{provider}", dict(stats), 24 * 3600)
+
+
+def health_reset() -> None:
+    """Forget this node's statistics (tests)."""
+    _health.clear()
+    _published.clear()
 
 
 def health(provider: str) -> dict:

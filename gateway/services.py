@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from aura import cache
+from billing.selectors import plan_cache_key
 
 from . import vault
 from .models import ApiKey, DataKey, ProviderKey
@@ -49,6 +50,8 @@ class Caller:
     fallback_models: tuple = ()
     reference_model: str = "gpt-4o"
     analytics: bool = True  # False when the account restricted processing or objected
+    rpm_limit: int | None = None  # the key's own limits, below the plan's
+    tpm_limit: int | None = None
 
 
 _CALLER_FIELDS = ("id", "user_id", *ApiKey.SETTINGS, "user__restricted_at", "user__objected_at")
@@ -69,20 +72,46 @@ def api_key_revoke(*, key: ApiKey) -> None:
     cache.delete(_auth_cache_key(key.digest))
 
 
-def api_key_authenticate(secret: str) -> Caller | None:
+# A key never changes hands, so each node may remember whose it is: then one round trip
+# fetches the key's entry together with its account's plan and vault.
+_owners: dict[str, int] = {}
+_OWNERS_MAX = 100_000
+
+
+def api_key_admit(secret: str) -> tuple[Caller | None, dict]:
+    """The caller a key names (None when unknown or revoked), and what the same round trip found.
+
+    The second value maps ``"plan"`` and ``"vault"`` to the account's cached entries,
+    when they were there, for ``current_plan`` and ``sealed_vault`` to use.
+    """
     if not secret.startswith(KEY_PREFIX) or len(secret) > 100:
-        return None
+        return None, {}
     digest = _digest(secret)
-    cached = cache.get(_auth_cache_key(digest))
+    auth_key = _auth_cache_key(digest)
+    owner = _owners.get(digest)
+    if owner is None:
+        found = {auth_key: cache.get(auth_key)}
+    else:
+        found = cache.get_many([auth_key, plan_cache_key(owner), _vault_cache_key(owner)])
+    cached = found.get(auth_key)
     if cached is None:
         row = ApiKey.objects.filter(digest=digest, revoked__isnull=True, user__is_active=True).values_list(*_CALLER_FIELDS).first()
         cached = _caller_from_row(row) if row else _MISSING
         # Unknown keys are remembered briefly so a flood of bad keys does not reach the database.
-        cache.set(_auth_cache_key(digest), cached, settings.AURA_AUTH_CACHE_SECONDS if row else 30)
+        cache.set(auth_key, cached, settings.AURA_AUTH_CACHE_SECONDS if row else 30)
     if cached == _MISSING:
-        return None
-    _touch(cached.key_id)
-    return cached
+        return None, {}
+    if owner is None:
+        if len(_owners) >= _OWNERS_MAX:
+            _owners.clear()
+        _owners[digest] = cached.user_id
+        return cached, {}
+    prefetched = {"plan": found.get(plan_cache_key(owner)), "vault": found.get(_vault_cache_key(owner))}
+    return cached, prefetched
+
+
+def api_key_authenticate(secret: str) -> Caller | None:
+    return api_key_admit(secret)[0]
 
 
 def _caller_from_row(row) -> Caller:
@@ -109,10 +138,9 @@ def api_key_configure(*, key: ApiKey, **settings_) -> ApiKey:
     return key
 
 
-def _touch(key_id: int) -> None:
-    """Record "last used" at most once a minute per key, not on every request."""
-    if cache.add(f"gw:touched:{key_id}", 1, 60):
-        ApiKey.objects.filter(pk=key_id).update(last_used=timezone.now())
+def api_key_touch(key_id: int) -> None:
+    """Record "last used"; the limits check calls this at most once a minute per key, not on every request."""
+    ApiKey.objects.filter(pk=key_id).update(last_used=timezone.now())
 
 
 # Provider keys --------------------------------------------------------------------
@@ -217,9 +245,10 @@ class SealedVault:
         return vault.decrypt_secret(key.ciphertext, dek=dek, user_id=self.user_id, record_id=key.id)
 
 
-def sealed_vault(user_id: int) -> SealedVault | None:
+def sealed_vault(user_id: int, cached=None) -> SealedVault | None:
+    """The account's provider keys, sealed; ``cached`` is the cache entry when the caller already fetched it."""
     cache_key = _vault_cache_key(user_id)
-    snapshot = cache.get(cache_key)
+    snapshot = cached if cached is not None else cache.get(cache_key)
     if snapshot is None:
         data_key = DataKey.objects.filter(user_id=user_id).first()
         rows = ProviderKey.objects.filter(user_id=user_id).order_by("-updated")

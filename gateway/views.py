@@ -3,10 +3,12 @@
 import logging
 from datetime import UTC, datetime
 
+from django.conf import settings
+from django.db import connection
 from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import catalog, errors, pipeline, response_cache, routing, services
+from . import catalog, errors, pipeline, response_cache, routing
 from .adapters import ADAPTERS
 from .errors import ApiError
 from .providers import PROVIDERS
@@ -33,13 +35,19 @@ def _guard(view):
     def wrapper(request, *args, **kwargs):
         ctx = pipeline.start(request, view.__name__)
         try:
-            return view(request, ctx, *args, **kwargs)
+            response = view(request, ctx, *args, **kwargs)
         except ApiError as error:
-            return _fail(ctx, error)
+            response = _fail(ctx, error)
         except Exception:
             log.exception("unexpected error in /v1 %s (%s)", view.__name__, ctx.request_id)
             failure = ApiError(500, "AURA hit an internal error. It has been logged; try again.", "server_error", "internal_error")
-            return _fail(ctx, failure)
+            response = _fail(ctx, failure)
+        if response.streaming:
+            # Settled once the stream is over, however it ends (Django closes the response then).
+            response._resource_closers.append(lambda: pipeline.finish(ctx))
+        else:
+            pipeline.finish(ctx)
+        return response
 
     wrapper.__name__ = view.__name__
     return wrapper
@@ -74,6 +82,7 @@ def chat(request, ctx):
             response_cache.store(tenant, request, answer, ttl)
 
     if call.stream:
+        _release_database()
         events = pipeline.stream_events(ctx, response, call, adapter, cache_store=store)
         streamed = StreamingHttpResponse(events, content_type="text/event-stream")
         streamed["Cache-Control"] = "no-cache"
@@ -84,6 +93,13 @@ def chat(request, ctx):
     if store:
         store(answer)
     return _respond(ctx, JsonResponse(answer))
+
+
+def _release_database():
+    """A stream may last minutes: give a pooled database connection back now; the usage record takes one at the end."""
+    if settings.DATABASES["default"].get("OPTIONS", {}).get("pool") and connection.connection is not None:
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def _from_cache(ctx, answer: dict, body: dict):
@@ -104,7 +120,7 @@ def embeddings(request, ctx):
     body = pipeline.read_json(request)
     pipeline.validate_embeddings(body)
     ctx.model_requested = body["model"]
-    ctx.route = pipeline.route(ctx.caller, body["model"].strip(), "embeddings")
+    ctx.route = pipeline.route(ctx, body["model"].strip(), "embeddings")
     ctx.tokens_original = ctx.tokens_sent = pipeline.embedding_tokens(body, ctx.route.model)
     adapter = ADAPTERS[ctx.route.provider.protocol]
     call = pipeline.make_call(ctx.route, {**body, "stream": False})
@@ -117,8 +133,7 @@ def embeddings(request, ctx):
     return _respond(ctx, JsonResponse(answer))
 
 
-def _usable_models(caller):
-    vault = services.sealed_vault(caller.user_id)
+def _usable_models(vault):
     providers = {k.provider for k in vault.keys} if vault else set()
     return [m for m in catalog.load().models.values() if m.provider in providers]
 
@@ -142,15 +157,15 @@ def _model_entry(model: catalog.Model) -> dict:
 @_guard
 def models(request, ctx):
     _require(request, "GET")
-    ctx.caller = pipeline.authenticate(request)
-    return _respond(ctx, JsonResponse({"object": "list", "data": [_model_entry(m) for m in _usable_models(ctx.caller)]}))
+    pipeline.authenticate(ctx, request)
+    return _respond(ctx, JsonResponse({"object": "list", "data": [_model_entry(m) for m in _usable_models(ctx.vault)]}))
 
 
 @_guard
 def model(request, ctx, model_id):
     _require(request, "GET")
-    ctx.caller = pipeline.authenticate(request)
-    for entry in _usable_models(ctx.caller):
+    pipeline.authenticate(ctx, request)
+    for entry in _usable_models(ctx.vault):
         if entry.id == model_id:
             return _respond(ctx, JsonResponse(_model_entry(entry)))
     raise errors.model_not_found(model_id)

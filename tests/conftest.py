@@ -4,7 +4,7 @@ from openai import OpenAI
 
 from accounts.services import user_create
 from aura import cache as shared_cache
-from gateway import services
+from gateway import limits, routing, services
 from gateway.mock_provider import MockProvider
 
 PASSWORD = "correct horse battery staple"
@@ -16,6 +16,8 @@ def _clean_cache():
     # Rate-limit counters and cached lookups must not leak between tests.
     shared_cache.reset()
     cache.clear()
+    limits.local_reset()
+    routing.health_reset()
     yield
     cache.clear()
 

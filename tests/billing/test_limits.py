@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from billing import plans
-from gateway import limits
+from gateway import limits, services
 from tests.conftest import subscribe
 
 HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -54,13 +54,14 @@ def test_a_paid_plan_lifts_the_limits(live_server, alice, alice_key, upstream, s
     assert all(post(live_server.url, alice_key).status_code == 200 for _ in range(6))
 
 
-def test_the_sliding_window_counts_the_previous_minute():
+def test_the_sliding_window_counts_the_previous_minute(db):
+    caller = services.Caller(key_id=424242, user_id=424242)
     plan = plans.Plan("x", "X", 0, monthly_requests=10**6, requests_per_minute=10, api_keys=1)
     start = 1_800_000_000 - 1_800_000_000 % 60
-    for _ in range(10):
-        limits._per_minute(424242, plan, start + 59)  # a burst at the end of one minute
+    for n in range(10):
+        limits.enforce(caller, plan, f"req_{n}", now=start + 59)  # a burst at the end of one minute
     with pytest.raises(limits.ApiError):
-        limits._per_minute(424242, plan, start + 61)  # …cannot be doubled just after the boundary
+        limits.enforce(caller, plan, "req_late", now=start + 61)  # …cannot be doubled just after the boundary
 
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="two web processes share limits only through Redis")

@@ -1,10 +1,12 @@
 """Exactly one usage record per upstream call, however the call ends."""
 
 import json
+import os
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 
 from metrics.models import UsageRecord
@@ -56,3 +58,16 @@ def test_a_client_that_leaves_mid_stream_is_still_accounted(live_server, alice_k
         assert record.tokens_counted
     finally:
         upstream.chunk_delay_ms = 0
+
+
+@pytest.mark.skipif(not os.environ.get("DATABASE_URL", "").startswith("postgres"), reason="PostgreSQL's commit modes")
+def test_only_the_usage_insert_skips_the_wal_flush(transactional_db, alice):
+    from django.db import connection
+
+    from metrics.services import usage_record
+
+    record = usage_record(request_id="req_relaxed", user_id=alice.pk, model_requested="gpt-4o-mini", status=200, prompt_tokens=7)
+    assert UsageRecord.objects.get(pk=record.pk).prompt_tokens == 7
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"  # the next write on this connection is durable again

@@ -1,0 +1,33 @@
+"""Two Django handlers behind one WSGI application: the site, and the /v1 API.
+
+``/v1`` serves programs, not browsers: no session, CSRF, language, messages or CSP
+to set up, so it runs behind the security middleware alone (HTTPS redirect, HSTS,
+nosniff). Everything else gets the full ``settings.MIDDLEWARE``. The /v1 views
+already answer every error in OpenAI's shape themselves.
+"""
+
+from django.core.handlers.exception import convert_exception_to_response
+from django.core.handlers.wsgi import WSGIHandler
+from django.middleware.security import SecurityMiddleware
+
+API_PREFIX = "/v1/"
+
+
+class ApiHandler(WSGIHandler):
+    def load_middleware(self, is_async=False):
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        self._middleware_chain = convert_exception_to_response(SecurityMiddleware(convert_exception_to_response(self._get_response)))
+
+
+class Application:
+    """Sends /v1/… to the API handler and everything else to the site."""
+
+    def __init__(self):
+        self.site = WSGIHandler()
+        self.api = ApiHandler()
+
+    def __call__(self, environ, start_response):
+        handler = self.api if environ.get("PATH_INFO", "").startswith(API_PREFIX) else self.site
+        return handler(environ, start_response)
