@@ -18,8 +18,8 @@ Levels:
       ``json.dumps(separators=(",", ":"), ensure_ascii=False)`` writes). Keys, their order and every
       number literal stay exactly as written: the text is re-serialised with ``json.dumps`` only
       when that writes the very same characters but whitespace (so 1.0 stays 1.0, 1e5 stays 1e5
-      and duplicate keys stay), and otherwise minified as text. The result is checked to
-      ``json.loads`` to the same value.
+      and duplicate keys stay), and otherwise minified as text; a text minified that way is
+      checked to ``json.loads`` to the same value.
     - ``whitespace``: CRLF becomes LF, trailing spaces and tabs go, two or more blank lines become
       one (three or more newlines become two) and runs of spaces between words become one space.
       Leading indentation, fenced code blocks (``` and ~~~), lines that look like code or tables,
@@ -303,18 +303,18 @@ def _json_minified(text: str) -> tuple[str, object] | None:
     except (ValueError, RecursionError):
         return None
     # Fast path: json.dumps, when it wrote exactly what the text says (same non-whitespace
-    # characters, so the same number literals, escapes and keys); else the lexical way.
+    # characters, so the same number literals, escapes and keys). Written from the parsed value
+    # itself, it needs no second parse.
     try:
         compact = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (ValueError, RecursionError):
         compact = ""
-    if "".join(compact.split()) != "".join(stripped.split()):
-        compact = "".join(_JSON_PIECE.findall(stripped))
-        if "\\" in compact:
-            compact = _JSON_ESCAPE.sub(_unescape, compact)
-    if compact == stripped and stripped == text:
-        return text, value
-    # Belt and braces: the same value (number literals are untouched, so 1.0 stays 1.0).
+    if "".join(compact.split()) == "".join(stripped.split()):
+        return compact, value
+    # Else the lexical way, checked: the same value (number literals are untouched, so 1.0 stays 1.0).
+    compact = "".join(_JSON_PIECE.findall(stripped))
+    if "\\" in compact:
+        compact = _JSON_ESCAPE.sub(_unescape, compact)
     try:
         same = json.loads(compact) == value
     except (ValueError, RecursionError):
