@@ -257,7 +257,9 @@ def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float
             # Seeded from the rollups, which outlive the 14-day raw records: a counter lost late in the month stays right.
             seed = month_totals(user_id)["client_requests"]
             _redis_seed(client, names[8], seed) if client else _local_seed(names[8], seed, now)
+            touched = result[7]
             result = _redis_check(client, names, args) if client else _local_check(names, args)
+            result[7] = touched  # the first run set the once-a-minute marker
         return result
 
     result = cache.guarded("rate limits", run, None)

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import requests
 from django.conf import settings
 
 from aura.http import client_ip
@@ -485,7 +484,7 @@ def build(adapter_step, call: Call) -> Upstream:
         raise errors.invalid_request(str(error), error.param) from None
 
 
-def _upstream_error(ctx: Context, response: requests.Response) -> ApiError:
+def _upstream_error(ctx: Context, response: upstream.Response) -> ApiError:
     """Say what the provider said in kind (status, type, code), never its message: it may quote the prompt."""
     provider = ctx.route.provider
     try:
@@ -523,14 +522,14 @@ def _upstream_error(ctx: Context, response: requests.Response) -> ApiError:
     return ApiError(502, f"{provider.name} returned an error (HTTP {status}). Try again shortly.", "upstream_error", "upstream_error")
 
 
-def send(ctx: Context, request: Upstream, *, stream: bool) -> requests.Response:
+def send(ctx: Context, request: Upstream, *, stream: bool) -> upstream.Response:
     ctx.upstream_started = time.perf_counter()
     try:
         response = upstream.send(request, stream=stream)
-    except requests.Timeout:
+    except upstream.Timeout:
         ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
         raise ApiError(504, f"{ctx.route.provider.name} did not answer in time.", "upstream_error", "upstream_timeout") from None
-    except requests.RequestException:
+    except upstream.Unreachable:
         ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
         raise ApiError(502, f"AURA could not reach {ctx.route.provider.name}.", "upstream_error", "upstream_unreachable") from None
     ctx.ttfb_ms = int((time.perf_counter() - ctx.upstream_started) * 1000)
@@ -545,7 +544,7 @@ def send(ctx: Context, request: Upstream, *, stream: bool) -> requests.Response:
     return response
 
 
-def parse(ctx: Context, response: requests.Response) -> dict:
+def parse(ctx: Context, response: upstream.Response) -> dict:
     try:
         data = response.json()
     except ValueError:
@@ -632,7 +631,7 @@ def _write_record(ctx: Context, request_id: str, usage: Usage, status: int, erro
 RETRIABLE = {429, 502, 504}
 
 
-def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | None, build_step) -> tuple[requests.Response, Call]:
+def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | None, build_step) -> tuple[upstream.Response, Call]:
     """Try each route in order: cooldowns are skipped, 429/5xx/timeouts fall through to the next.
 
     With a single route, a 429 whose Retry-After is short, or a 5xx, is retried once after a pause.
@@ -767,7 +766,7 @@ class Assembler:
         return {**self.base, "choices": choices, "usage": usage.as_openai()}
 
 
-def stream_events(ctx: Context, response: requests.Response, call: Call, adapter, cache_store=None):
+def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter, cache_store=None):
     """Relay the answer chunk by chunk; account for it however the stream ends.
 
     A finished stream is accounted before its closing ``[DONE]``, so the record
@@ -813,7 +812,7 @@ def stream_events(ctx: Context, response: requests.Response, call: Call, adapter
     except UpstreamStreamError as error:
         settle(502, "stream_error")
         yield failure(f"{name} reported an error mid-stream ({error.args[0]}).", "upstream_error")
-    except (requests.RequestException, OSError, ValueError) as error:
+    except (*upstream.StreamBroken, ValueError) as error:
         settle(502, type(error).__name__[:40])
         yield failure(f"The stream from {name} broke off.", "stream_interrupted")
     finally:

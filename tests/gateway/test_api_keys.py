@@ -52,14 +52,21 @@ def test_revoking_takes_effect_at_once(live_server, alice_key, alice_client, ups
     assert key.revoked is not None
 
 
-def test_last_used_is_recorded_without_a_write_per_request(alice, upstream, live_server, django_assert_max_num_queries):
+def test_last_used_is_recorded_without_a_write_per_request(alice, django_assert_max_num_queries):
+    from billing.selectors import current_plan
+    from gateway import limits
+
     _key, secret = services.api_key_issue(user=alice, name="x")
-    assert services.api_key_authenticate(secret) is not None
+    caller, plan = services.api_key_authenticate(secret), current_plan(alice.pk)
+    limits.enforce(caller, plan, "req_0")  # the call's admission records the use
     first = ApiKey.objects.get().last_used
     assert first is not None
     with django_assert_max_num_queries(0):
-        for _ in range(50):
-            services.api_key_authenticate(secret)
+        for n in range(1, 51):
+            assert services.api_key_authenticate(secret) == caller
+            limits.enforce(caller, plan, f"req_{n}")
+            limits.finish(caller.user_id, caller.key_id, f"req_{n}", 0, False)
+    assert ApiKey.objects.get().last_used == first
 
 
 def test_bob_cannot_revoke_alices_key(client, alice, bob):
