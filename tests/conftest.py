@@ -11,6 +11,50 @@ PASSWORD = "correct horse battery staple"
 CHROME_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_client_speaks_jwt_sessions():
+    """Django's test client keeps the raw session key in the session cookie; AURA's cookie is a JWT.
+
+    ``client.login()`` / ``force_login()`` get a cookie as the middleware would issue it, and
+    ``client.session`` reads the key out of the token, so tests use both as with plain Django.
+    The middleware itself never accepts a raw key.
+    """
+    from importlib import import_module
+
+    from django.conf import settings
+    from django.test.client import ClientMixin
+
+    from accounts.sessions import session_key_from_token, session_token
+
+    def store():
+        return import_module(settings.SESSION_ENGINE).SessionStore
+
+    def wrap(client, session):
+        morsel = client.cookies[settings.SESSION_COOKIE_NAME]
+        token = session_token(session.session_key, expires_at=int(session.get_expiry_date().timestamp()))
+        morsel.set(morsel.key, token, token)
+
+    def set_login_cookies(client, request):
+        set_raw_cookie(client, request)
+        wrap(client, request.session)
+
+    def session(client):
+        cookie = client.cookies.get(settings.SESSION_COOKIE_NAME)
+        if cookie:
+            return store()(session_key_from_token(cookie.value))
+        new = store()()
+        new.save()
+        client.cookies[settings.SESSION_COOKIE_NAME] = new.session_key
+        wrap(client, new)
+        return new
+
+    set_raw_cookie = ClientMixin._set_login_cookies
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ClientMixin, "_set_login_cookies", set_login_cookies)
+        patch.setattr(ClientMixin, "session", property(session))
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
     # Rate-limit counters and cached lookups must not leak between tests.
