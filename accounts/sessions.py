@@ -56,6 +56,11 @@ def session_key_from_token(token: str | None) -> str | None:
     return None
 
 
+def session_tag(session_key: str) -> str:
+    """A public name for a session, for the browser's tabs to compare: it opens nothing."""
+    return salted_hmac("accounts.sessions.tag", session_key, algorithm="sha256").hexdigest()[:32]
+
+
 class JWTSessionMiddleware(SessionMiddleware):
     """Django's session middleware, with the session key carried inside a signed JWT."""
 

@@ -165,6 +165,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
                 "aura.context_processors.site",
+                "aura.context_processors.session",
             ],
         },
     },

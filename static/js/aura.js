@@ -1,4 +1,5 @@
-// AURA cabinet behaviour: theme toggle and language switcher. No inline handlers (CSP).
+// AURA cabinet behaviour: theme toggle, language switcher, and tabs that follow a sign-out.
+// No inline handlers (CSP).
 (function () {
   "use strict";
 
@@ -10,6 +11,34 @@
   function store(key, value) {
     try { localStorage.setItem(key, value); } catch (e) { /* storage disabled: the cookie still works */ }
   }
+
+  function stored(key) {
+    try { return localStorage.getItem(key); } catch (e) { return null; }
+  }
+
+  function forget(key) {
+    try { localStorage.removeItem(key); } catch (e) { /* storage disabled: nothing was kept */ }
+  }
+
+  // The page names its session with a public tag (never the cookie, which scripts cannot read, nor
+  // the session key). Every tab writes the tag it was rendered with; a signed-out page removes it.
+  // When another tab changes it (sign-out, or someone else signing in), a signed-in tab loads its
+  // address afresh — a GET, never a form re-post — so it stops showing an account that is gone:
+  // cabinet pages then send it to the login page.
+  function followSession() {
+    var meta = document.querySelector('meta[name="aura-session"]');
+    if (!meta) { return; }
+    var mine = meta.getAttribute("content");
+    if (!mine) { forget("aura-session"); return; }
+    store("aura-session", mine);
+    window.addEventListener("storage", function (event) {
+      if ((event.key === "aura-session" || event.key === null) && stored("aura-session") !== mine) {
+        window.location.replace(window.location.pathname + window.location.search);
+      }
+    });
+  }
+
+  followSession();
 
   document.addEventListener("DOMContentLoaded", function () {
     var root = document.documentElement;
