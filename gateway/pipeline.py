@@ -417,13 +417,17 @@ def prompt_tokens(body: dict, model: catalog.Model, known: dict[str, int] | None
 def count_prompt(body: dict, encoding: str, known: dict[str, int] | None = None) -> int:
     """Prompt tokens as OpenAI counts chat messages: content plus a few tokens of framing per message.
 
-    ``known`` maps texts to counts already made with ``encoding`` (``compression.Compressed.counts``).
+    ``known`` maps texts to counts already made with ``encoding`` (``compression.Compressed.counts``);
+    the texts counted here are added to it, so that counting the compressed body after the original
+    one, which shares most of its texts, costs next to nothing.
     """
-    known = known or {}
+    known = {} if known is None else known
 
     def count(text: str) -> int:
         tokens = known.get(text)
-        return tokenizer.count_tokens(text, encoding) if tokens is None else tokens
+        if tokens is None:
+            tokens = known[text] = tokenizer.count_tokens(text, encoding)
+        return tokens
 
     total = 3
     for message in body.get("messages") or ():
