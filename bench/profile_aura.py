@@ -1,6 +1,6 @@
 """Where AURA spends its time on a non-stream chat call: cProfile in one gunicorn *sync* worker.
 
-    .venv/bin/python bench/profile_aura.py [--calls 2000] [--top 10] [--save PATH]
+    .venv/bin/python bench/profile_aura.py [--calls 2000] [--top 10] [--save PATH] [--worker-class sync|gevent]
 
 From the repository root. Starts ``bench/fast_upstream.py`` and AURA exactly as bench/gateway.py does
 (same database, Redis, settings, tenants on the team plan), but under ``gunicorn --worker-class sync --workers 1``
@@ -55,6 +55,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--save", type=Path, help="keep the raw pstats file here")
+    parser.add_argument("--worker-class", choices=("sync", "gevent"), default="sync", help="gevent: as the Procfile runs it, one keep-alive connection")
     args = parser.parse_args()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, bench._interrupt)
@@ -77,7 +78,7 @@ def main() -> int:
             "--bind",
             f"{bench.HOST}:{port}",
             "--worker-class",
-            "sync",
+            args.worker_class,
             "--workers",
             "1",
             "--timeout",
@@ -87,7 +88,8 @@ def main() -> int:
             "--config",
             str(bench.BENCH / "gunicorn_profile.py"),
         ]
-        aura = procs.start("aura", argv, env={**env, "AURA_BENCH_PROFILE_OUT": str(out)})
+        env_extra = {"DATABASE_POOL_SIZE": "10"} if args.worker_class == "gevent" else {}  # as the Procfile's web line
+        aura = procs.start("aura", argv, env={**env, **env_extra, "AURA_BENCH_PROFILE_OUT": str(out)})
         bench.wait_ready(aura, port, "/v1/models", identities[0], 60)
         spec = {"mode": "sequential", "host": bench.HOST, "port": port, "path": "/v1/chat/completions", "identities": identities}
         spec.update(body=bench.PROMPT, count=args.calls, warmup=0, collect_header="x-aura-overhead-ms", max_seconds=600)

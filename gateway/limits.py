@@ -45,8 +45,10 @@ local function used(cur, prev)
   return tonumber(redis.call('GET', KEYS[cur]) or 0) + w * tonumber(redis.call('GET', KEYS[prev]) or 0)
 end
 local touched = redis.call('SET', KEYS[11], 1, 'EX', ARGV[11], 'NX') and 1 or 0
+local peeked = {}
+for i = 12, #KEYS do peeked[#peeked + 1] = redis.call('GET', KEYS[i]) or '' end
 local quota = redis.call('GET', KEYS[9])
-if not quota then return {-1, 0, 0, 0, 0, 0, 0, touched} end
+if not quota then return {-1, 0, 0, 0, 0, 0, 0, touched, peeked} end
 quota = tonumber(quota)
 local a_rpm, k_rpm, a_tpm, k_tpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local ar, kr, at, kt = used(1, 2), 0, used(5, 6), 0
@@ -67,7 +69,7 @@ if status == 0 then
   redis.call('INCR', KEYS[9])
   redis.call('ZADD', KEYS[10], ARGV[8], ARGV[9]); redis.call('EXPIRE', KEYS[10], ARGV[10])
 end
-return {status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, flight, touched}
+return {status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, flight, touched, peeked}
 """
 
 
@@ -106,6 +108,7 @@ class Counts:
     month: int
     in_flight: int
     touched: bool
+    peeked: dict  # the extra keys read in the same round trip, by name (None: absent)
 
 
 def _names(user_id: int, key_id: int, minute: int, month: str) -> list[str]:
@@ -176,7 +179,7 @@ def _local_check(names: list[str], args: list) -> list[int]:
             _lput(names[10], 1, now, touch_ttl)
         quota = _lget(names[8], now, None)
         if quota is None:
-            return [UNSEEDED, 0, 0, 0, 0, 0, 0, int(touched)]
+            return [UNSEEDED, 0, 0, 0, 0, 0, 0, int(touched), []]
 
         def used(cur, prev):
             return _lget(names[cur], now) + weight * _lget(names[prev], now)
@@ -203,7 +206,7 @@ def _local_check(names: list[str], args: list) -> list[int]:
             _lput(names[8], quota, now, QUOTA_TTL)
             flight[request_id] = now
         _lput(names[9], flight, now, stale)
-        return [status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, len(flight), int(touched)]
+        return [status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, len(flight), int(touched), []]
 
 
 def _local_seed(name: str, value: int, now: float) -> None:
@@ -231,10 +234,14 @@ def local_reset() -> None:
 # The rules ----------------------------------------------------------------------------
 
 
-def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float) -> Counts | None:
-    """Check and count one call atomically; None when the shared cache is unavailable (fail open)."""
+def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float, peek: tuple[str, ...] = ()) -> Counts | None:
+    """Check and count one call atomically; None when the shared cache is unavailable (fail open).
+
+    ``peek`` names other cache keys to read in the same round trip (Redis only).
+    """
     minute, into = divmod(now, 60)
     names = _names(user_id, key_id, int(minute), month_start().strftime("%Y%m"))
+    client = None
     args = [
         1 - into / 60,
         limits.rpm,
@@ -251,22 +258,25 @@ def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float
     ]
 
     def run():
+        nonlocal client
         client = cache.redis()
-        result = _redis_check(client, names, args) if client else _local_check(names, args)
+        keys = names + [cache.raw_key(name) for name in peek] if client else names
+        result = _redis_check(client, keys, args) if client else _local_check(names, args)
         if result[0] == UNSEEDED:
             # Seeded from the rollups, which outlive the 14-day raw records: a counter lost late in the month stays right.
             seed = month_totals(user_id)["client_requests"]
             _redis_seed(client, names[8], seed) if client else _local_seed(names[8], seed, now)
             touched = result[7]
-            result = _redis_check(client, names, args) if client else _local_check(names, args)
+            result = _redis_check(client, keys, args) if client else _local_check(names, args)
             result[7] = touched  # the first run set the once-a-minute marker
         return result
 
     result = cache.guarded("rate limits", run, None)
     if result is None:
         return None
-    status, rpm, key_rpm, tpm, key_tpm, month, flight, touched = (int(v) for v in result)
-    return Counts(status, rpm / 1000, key_rpm / 1000, tpm, key_tpm, month, flight, bool(touched))
+    status, rpm, key_rpm, tpm, key_tpm, month, flight, touched = (int(v) for v in result[:8])
+    peeked = dict(zip(peek, (value or None for value in result[8]), strict=True)) if client else {}
+    return Counts(status, rpm / 1000, key_rpm / 1000, tpm, key_tpm, month, flight, bool(touched), peeked)
 
 
 def finish(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: bool) -> None:
@@ -314,12 +324,16 @@ def headers(limits: Limits, counts: Counts) -> dict:
     }
 
 
-def enforce(caller, plan: Plan, request_id: str, now: float | None = None) -> dict:
-    """Count this call against the plan's and the key's limits; return the x-ratelimit-* headers or raise a 429."""
+def enforce(caller, plan: Plan, request_id: str, now: float | None = None, peek: tuple[str, ...] = ()) -> tuple[dict, dict]:
+    """Count this call against the plan's and the key's limits.
+
+    Returns the x-ratelimit-* headers and the ``peek`` keys' raw values (when Redis read them),
+    or raises a 429.
+    """
     limits = Limits.of(plan, caller)
-    counts = check(caller.user_id, caller.key_id, limits, request_id, time.time() if now is None else now)
+    counts = check(caller.user_id, caller.key_id, limits, request_id, time.time() if now is None else now, peek)
     if counts is None:
-        return {}
+        return {}, {}
     if counts.touched:
         from .services import api_key_touch
 
@@ -366,4 +380,4 @@ def enforce(caller, plan: Plan, request_id: str, now: float | None = None) -> di
             "concurrency_limit_exceeded",
             headers={**found, "Retry-After": "1"},
         )
-    return found
+    return found, counts.peeked

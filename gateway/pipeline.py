@@ -62,6 +62,7 @@ class Context:
     vault: services.SealedVault | None = None  # the account's provider keys, sealed, read once per call
     admitted: bool = False  # counted against the limits: finish() must settle it
     tokens_used: int = 0  # prompt + completion tokens the providers processed, for the TPM windows
+    breakers: dict | None = None  # the providers' circuit breakers, when admission read them
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -111,12 +112,16 @@ def authenticate(ctx: Context, request) -> services.Caller:
 def admit(ctx: Context, request) -> services.Caller:
     """Authenticate the key, then count the call against the plan's and the key's limits."""
     caller = authenticate(ctx, request)
+    keys = ctx.vault.keys if ctx.vault else ()
     try:
-        ctx.limit_headers = limits.enforce(caller, ctx.plan, ctx.request_id)
+        # The same round trip reads the circuit breakers of the account's providers.
+        ctx.limit_headers, peeked = limits.enforce(caller, ctx.plan, ctx.request_id, peek=routing.breaker_names(keys))
     except ApiError as error:
         ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
         raise
     ctx.admitted = True
+    if peeked:
+        ctx.breakers = routing.breakers(keys, found=peeked)
     return caller
 
 
@@ -641,7 +646,9 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
     With a single route, a 429 whose Retry-After is short, or a 5xx, is retried once after a pause.
     """
     last_error = None
-    breakers = routing.breakers([r.key for r in routes])
+    breakers = ctx.breakers
+    if breakers is None or any(routing.host(r.key) not in breakers for r in routes):
+        breakers = routing.breakers([r.key for r in routes])
     usable = [r for r in routes if breakers[routing.host(r.key)] >= 0] or routes[:1]
     if usable[0] is not routes[0]:
         ctx.route_reason = "fallback:cooldown"

@@ -109,10 +109,20 @@ def host(key) -> str:
     return f"{key.provider}:{urlsplit(key.base_url).netloc or 'default'}"
 
 
-def breakers(keys) -> dict[str, int]:
-    """Each route's breaker in one round trip: -1 when its provider is cooling down, else its failure streak."""
+def breaker_names(keys) -> tuple[str, ...]:
+    """The cache keys holding the breakers of these provider keys' hosts."""
+    return tuple(f"gw:cb:{part}:{name}" for name in sorted({host(key) for key in keys}) for part in ("open", "fails"))
+
+
+def breakers(keys, found: dict | None = None) -> dict[str, int]:
+    """Each route's breaker: -1 when its provider is cooling down, else its failure streak.
+
+    ``found`` holds the entries of ``breaker_names`` when the caller already read them;
+    otherwise they are read here, in one round trip.
+    """
+    if found is None:
+        found = cache.get_many(list(breaker_names(keys)))
     names = {host(key) for key in keys}
-    found = cache.get_many([f"gw:cb:{part}:{name}" for name in names for part in ("open", "fails")])
     return {name: -1 if found.get(f"gw:cb:open:{name}") else int(found.get(f"gw:cb:fails:{name}") or 0) for name in names}
 
 
