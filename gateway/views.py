@@ -1,11 +1,13 @@
 """The OpenAI-compatible /v1 surface. Each view reads as the pipeline's stages."""
 
+import functools
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from . import catalog, errors, pipeline, response_cache, routing
@@ -55,7 +57,7 @@ def _guard(view):
 
 def _require(request, method: str):
     if request.method != method:
-        raise ApiError(405, f"Use {method} for this endpoint.", "invalid_request_error", "method_not_allowed")
+        raise ApiError(405, f"Use {method} for this endpoint.", "invalid_request_error", "method_not_allowed", headers={"Allow": method})
 
 
 @_guard
@@ -169,6 +171,20 @@ def model(request, ctx, model_id):
         if entry.id == model_id:
             return _respond(ctx, JsonResponse(_model_entry(entry)))
     raise errors.model_not_found(model_id)
+
+
+@functools.cache
+def _openapi_document() -> bytes:
+    return Path(__file__).with_name("openapi.json").read_bytes()
+
+
+@_guard
+def openapi(request, ctx):
+    """The OpenAPI document of /v1: public, like the rest of the API's documentation."""
+    _require(request, "GET")
+    response = _respond(ctx, HttpResponse(_openapi_document(), content_type="application/json"))
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 @_guard
