@@ -55,7 +55,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--top", type=int, default=10)
     parser.add_argument("--save", type=Path, help="keep the raw pstats file here")
-    parser.add_argument("--worker-class", choices=("sync", "gevent"), default="sync", help="gevent: as the Procfile runs it, one keep-alive connection")
+    parser.add_argument(
+        "--worker-class", choices=("sync", "gevent"), default="sync", help="gevent: as the Procfile runs it, one keep-alive connection"
+    )
     args = parser.parse_args()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, bench._interrupt)

@@ -167,6 +167,7 @@ def read_json(request) -> dict:
 
 MAX_MESSAGES = 4096
 MAX_TOOLS = 512
+TOOL_CHOICES = ("none", "auto", "required")
 
 
 def _number(body: dict, name: str, low: float, high: float, integer: bool = False) -> None:
@@ -186,6 +187,47 @@ def _model_name(body: dict) -> str:
     return model.strip()
 
 
+def _part_error(part) -> str | None:
+    if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+        return "parts must be objects with a 'type'"
+    if part["type"] == "text" and not isinstance(part.get("text"), str):
+        return "text parts need a string 'text'"
+    if part["type"] == "image_url" and not (isinstance(part.get("image_url"), dict) and isinstance(part["image_url"].get("url"), str)):
+        return "image_url parts need an 'image_url' object with a string 'url'"
+    return None
+
+
+def _tool_call_ok(call) -> bool:
+    function = call.get("function") if isinstance(call, dict) else None
+    return (
+        isinstance(function, dict)
+        and isinstance(function.get("name"), str)
+        and isinstance(function.get("arguments", ""), str)
+        and isinstance(call.get("id", ""), (str, type(None)))
+    )
+
+
+def _validate_message(index: int, message) -> None:
+    """The fields the adapters read; what they pass through as is stays the provider's to judge."""
+    param = f"messages[{index}]"
+    if not isinstance(message, dict) or not isinstance(message.get("role"), str) or message["role"] not in ROLES:
+        raise errors.invalid_request(f"{param} must be an object whose 'role' is one of {', '.join(sorted(ROLES))}.", param)
+    content = message.get("content")
+    if content is not None and not isinstance(content, (str, list)):
+        raise errors.invalid_request(f"{param}.content must be a string or an array of content parts.", f"{param}.content")
+    for part in content if isinstance(content, list) else ():
+        if problem := _part_error(part):
+            raise errors.invalid_request(f"{param}.content {problem}.", f"{param}.content")
+    calls = message.get("tool_calls")
+    if calls is not None and not (isinstance(calls, list) and all(_tool_call_ok(c) for c in calls)):
+        raise errors.invalid_request(
+            f'{param}.tool_calls must be an array of {{"id", "function": {{"name", "arguments"}}}} objects with string values.',
+            f"{param}.tool_calls",
+        )
+    if not isinstance(message.get("tool_call_id", ""), (str, type(None))):
+        raise errors.invalid_request(f"{param}.tool_call_id must be a string.", f"{param}.tool_call_id")
+
+
 def validate_chat(body: dict) -> None:
     _model_name(body)
     messages = body.get("messages")
@@ -196,14 +238,7 @@ def validate_chat(body: dict) -> None:
     if isinstance(body.get("tools"), list) and len(body["tools"]) > MAX_TOOLS:
         raise errors.invalid_request(f"'tools' may hold at most {MAX_TOOLS} tools.", "tools")
     for index, message in enumerate(messages):
-        param = f"messages[{index}]"
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
-            raise errors.invalid_request(f"{param} must be an object whose 'role' is one of {', '.join(sorted(ROLES))}.", param)
-        content = message.get("content")
-        if content is not None and not isinstance(content, (str, list)):
-            raise errors.invalid_request(f"{param}.content must be a string or an array of content parts.", f"{param}.content")
-        if isinstance(content, list) and not all(isinstance(part, dict) and isinstance(part.get("type"), str) for part in content):
-            raise errors.invalid_request(f"{param}.content parts must be objects with a 'type'.", f"{param}.content")
+        _validate_message(index, message)
     _number(body, "temperature", 0, 2)
     _number(body, "top_p", 0, 1)
     _number(body, "n", 1, 128, integer=True)
@@ -214,6 +249,8 @@ def validate_chat(body: dict) -> None:
     _number(body, "top_logprobs", 0, 20, integer=True)
     if "stream" in body and not isinstance(body["stream"], bool):
         raise errors.invalid_request("'stream' must be true or false.", "stream")
+    if not isinstance(body.get("stream_options", {}), (dict, type(None))):
+        raise errors.invalid_request("'stream_options' must be an object.", "stream_options")
     stop = body.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))
@@ -229,18 +266,31 @@ def validate_chat(body: dict) -> None:
             for t in tools
         ):
             raise errors.invalid_request('\'tools\' must be an array of {"type": "function", "function": {"name": …}} objects.', "tools")
+    choice = body.get("tool_choice")
+    if (
+        choice is not None
+        and choice not in TOOL_CHOICES
+        and not (isinstance(choice, dict) and isinstance(choice.get("function"), dict) and isinstance(choice["function"].get("name"), str))
+    ):
+        raise errors.invalid_request(
+            '\'tool_choice\' must be none, auto, required or {"type": "function", "function": {"name": …}}.', "tool_choice"
+        )
     fmt = body.get("response_format")
     if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema")):
         raise errors.invalid_request("'response_format.type' must be one of text, json_object, json_schema.", "response_format")
+    if fmt is not None and not isinstance(fmt.get("json_schema", {}), (dict, type(None))):
+        raise errors.invalid_request("'response_format.json_schema' must be an object.", "response_format")
+
+
+def _tokens(value) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
 def validate_embeddings(body: dict) -> None:
     _model_name(body)
     value = body.get("input")
     ok = isinstance(value, str) or (
-        isinstance(value, list)
-        and value
-        and (all(isinstance(v, str) for v in value) or all(isinstance(v, int) for v in value) or all(isinstance(v, list) for v in value))
+        isinstance(value, list) and value and (all(isinstance(v, str) for v in value) or _tokens(value) or all(_tokens(v) for v in value))
     )
     if not ok:
         raise errors.invalid_request("'input' must be a string, an array of strings, or an array of token arrays.", "input")

@@ -70,6 +70,18 @@ def test_a_json_array_body_is_400(post):
         ({**HELLO, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({**HELLO, "tools": [{"type": "function"}]}, "tools"),
         ({**HELLO, "response_format": {"type": "yaml"}}, "response_format"),
+        # Found by the schemathesis fuzzing (tests/security): each was a 500 before.
+        ({"model": "gpt-4o-mini", "messages": [{"role": ["user"], "content": "hi"}]}, "messages[0]"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, "messages[0].content"),
+        (
+            {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]},
+            "messages[0].content",
+        ),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "assistant", "tool_calls": [{"id": 1}]}]}, "messages[0].tool_calls"),
+        ({"model": "gpt-4o-mini", "messages": [{"role": "tool", "tool_call_id": 7, "content": "x"}]}, "messages[0].tool_call_id"),
+        ({**HELLO, "tool_choice": "sometimes"}, "tool_choice"),
+        ({**HELLO, "stream_options": "usage"}, "stream_options"),
+        ({**HELLO, "response_format": {"type": "json_schema", "json_schema": "x"}}, "response_format"),
     ],
 )
 def test_invalid_fields_are_400_naming_the_param(post, body, param):
