@@ -334,6 +334,7 @@ _CODE_LINE = re.compile(
     r"|[{}].*;|;.*[{}]|;\s*$|[{(\[]\s*$"
 )
 _INNER_SPACES = re.compile(r"(?<=\S) {2,}(?=\S)")
+_HAS_INNER_SPACES = re.compile(r"  (?<=\S  ) *\S")  # finds what _INNER_SPACES does, from its two spaces: faster
 _ALIGNED = re.compile(r"\S {3,}\S")
 _TRAILING = re.compile(r"[ \t]+$", re.MULTILINE)
 
@@ -343,7 +344,10 @@ _FENCE, _CODE, _BLANK, _PROSE = range(4)
 def _whitespace_normalized(text: str) -> tuple[str, bool]:
     """The text with its whitespace normalised, and whether it was handled as Python."""
     line_ends = "\r\n" in text or " \n" in text or "\t\n" in text or text[-1] in " \t"
-    if not (line_ends or "  " in text or "\n\n\n" in text):
+    # Runs of spaces that only indent (all of them, in most code) leave the line-by-line pass
+    # nothing to do but drop a final CR.
+    spaces = "  " in text and (_HAS_INNER_SPACES.search(text) is not None or text[-1] == "\r")
+    if not (line_ends or spaces or "\n\n\n" in text):
         return text, False
     prose = _prose_normalized(text)
     if "\n" not in text or not (line_ends or prose != text):

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from gateway import tokenizer
-from gateway.compression import LEVELS, Compressed, _Counter, _whitespace_normalized, compress
+from gateway.compression import _HAS_INNER_SPACES, _INNER_SPACES, LEVELS, Compressed, _Counter, _whitespace_normalized, compress
 
 ENCODINGS = ("o200k_base", "cl100k_base")
 
@@ -302,6 +302,11 @@ def test_compression_never_grows_any_text():
                     else:  # only whitespace changed
                         assert re.sub(r"\s", "", out) == re.sub(r"\s", "", text), (text, out)
     assert changed > len(texts)  # the generator does exercise the rewrites
+
+
+def test_the_quick_check_for_spaces_between_words_agrees_with_the_rewrite():
+    for text in [*awkward_texts(13), "a  b", "  indented", "a \u00a0 b", "x\n  y", "end  "]:
+        assert (_HAS_INNER_SPACES.search(text) is None) == (_INNER_SPACES.search(text) is None), text
 
 
 def test_the_segment_count_matches_a_full_count():
