@@ -10,6 +10,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
 
+from aura.notices import redirect_with_notice
+
 from . import privacy
 from .forms import DeleteAccountForm, PrivacyChoicesForm
 from .models import DataExport
@@ -94,5 +96,4 @@ def cancel_deletion(request, token):
             {"reason": _("This link is no longer valid: the deletion was already canceled, or the account is gone.")},
             status=400,
         )
-    messages.success(request, _("Your account deletion is canceled. Log in to continue."))
-    return redirect("login")
+    return redirect_with_notice(request, "login", "deletion-canceled")

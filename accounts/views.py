@@ -2,7 +2,7 @@ import time
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login, update_session_auth_hash
+from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
@@ -13,6 +13,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from django_ratelimit.decorators import ratelimit
+
+from aura.notices import redirect_with_notice
 
 from . import security, services
 from .forms import CodeForm, LoginForm, PasswordAndCodeForm, ProfileForm, ResetForm, SignupForm, ThemeForm
@@ -47,8 +49,8 @@ def verify_email(request, token):
             "taken": _("Another account has confirmed this address in the meantime."),
         }
         return render(request, "accounts/verify_failed.html", {"reason": reasons[str(error)]}, status=400)
-    messages.success(request, _("Your email address %(email)s is confirmed.") % {"email": user.email})
-    return redirect("dashboard" if request.user.is_authenticated else "login")
+    confirmed = _("Your email address %(email)s is confirmed.") % {"email": user.email}
+    return redirect_with_notice(request, "dashboard" if request.user.is_authenticated else "login", "email-confirmed", message=confirmed)
 
 
 @login_required
@@ -86,8 +88,7 @@ def login_two_factor(request):
     user = User.objects.filter(pk=pending.get("user"), is_active=True).first()
     if user is None or time.time() - pending.get("at", 0) > TWO_FACTOR_SECONDS:
         request.session.pop("2fa", None)
-        messages.error(request, _("Log in again: the sign-in took too long."))
-        return redirect("login")
+        return redirect_with_notice(request, "login", "sign-in-expired")
     form = CodeForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["code"]
@@ -206,6 +207,10 @@ def set_theme(request):
 @require_POST
 def session_revoke(request, pk):
     session = get_object_or_404(UserSession, pk=pk, user=request.user)
+    if session.session_key == request.session.session_key:
+        logout(request)  # this browser's own session: end it the way logging out does
+        security.session_end(session=session)
+        return redirect_with_notice(request, "login", "session-ended")
     security.session_end(session=session)
     messages.success(request, _("That session is ended."))
     return redirect("settings")

@@ -166,6 +166,7 @@ TEMPLATES = [
                 "csp.context_processors.nonce",
                 "aura.context_processors.site",
                 "aura.context_processors.session",
+                "aura.notices.notice",
             ],
         },
     },
@@ -341,6 +342,8 @@ SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 LANGUAGE_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+# Notices live in the server-side session, not in a cookie of their own (aura/notices.py).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE_DAYS", 14, 1) * 24 * 3600
 X_FRAME_OPTIONS = "DENY"

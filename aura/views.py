@@ -4,13 +4,13 @@ import logging
 import smtplib
 
 from django.conf import settings
-from django.contrib import messages
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django_ratelimit.decorators import ratelimit
 
 from accounts.forms import ContactForm
 from aura.emails import send_email
+from aura.notices import redirect_with_notice
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,7 @@ def contact(request):
                 % {"email": settings.SUPPORT_EMAIL},
             )
             return render(request, "site/contact.html", {"form": form}, status=503)
-        messages.success(request, _("Thank you! Your message is on its way to our support team."))
-        return redirect("contact")
+        return redirect_with_notice(request, "contact", "contact-sent")
     return render(request, "site/contact.html", {"form": form})
 
 

@@ -15,7 +15,7 @@ def test_the_link_confirms_the_address(client, alice):
     alice.save()
     email_verification_send(user=alice, email=alice.email)
     response = client.get(link_path(mail.outbox[0]))
-    assert response.status_code == 302 and response.url == "/login/"
+    assert response.status_code == 302 and response.url == "/login/?notice=email-confirmed"
     alice.refresh_from_db()
     assert alice.email_verified
 
