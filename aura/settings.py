@@ -219,7 +219,7 @@ if REDIS_URL:
                 # One pool per process (aura.cache), shared by every greenlet: at most this many
                 # connections, and a call waits briefly for a free one rather than failing.
                 "pool_class": "redis.BlockingConnectionPool",
-                "max_connections": env_int("REDIS_MAX_CONNECTIONS", 50, 1),
+                "max_connections": env_int("REDIS_MAX_CONNECTIONS", 200, 1),
                 "timeout": REDIS_SOCKET_TIMEOUT,
             },
         }
