@@ -36,7 +36,7 @@ def test_signing_up_and_confirming_the_email_leads_to_a_greeting(page):
     assert link, "the verification email has no /verify/<token>/ link"
     log_out(page)
     page.goto(urlsplit(link.group()).path)
-    expect(page).to_have_url(re.compile(r"/login/$"))
+    expect(page).to_have_url(re.compile(r"/login/\?notice=email-confirmed$"))  # a notice in the address, no cookie
     expect(page.get_by_text("Your email address is confirmed. Log in to continue.")).to_be_visible()
 
     log_in(page, "erin@example.org")
