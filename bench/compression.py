@@ -342,8 +342,10 @@ def big_prompt(corpora: dict[str, list[dict]], names: tuple[str, ...], encoding:
 def time_stage(body: dict, levels: tuple[str, ...], encoding: str, runs: int, before=None) -> dict[tuple[str, str], list[float]]:
     """ms per run of the compress stage at each level: cold, next turn and (given) before.
 
-    Every way at every level is run once per round, so that the load of a shared machine, which
-    changes from second to second, weighs on all of them alike.
+    Every way at every level is run once per round, in an order shuffled each round, so that the
+    load of a shared machine, which changes from second to second, and what the run before left in
+    the CPU caches weigh on all of them alike. (The next turn runs right after its previous call,
+    whose work it finds in the caches: a little in its favour.)
     """
     messages = body["messages"]
     last_user = max(i for i, m in enumerate(messages) if m.get("role") == "user")
@@ -369,11 +371,14 @@ def time_stage(body: dict, levels: tuple[str, ...], encoding: str, runs: int, be
 
     ways = {"cold": cold, "next turn": next_turn, **({"before": old} if before else {})}
     values = {(level, name): [] for level in levels for name in ways}
-    for level, name in values:  # warm-up
+    order = list(values)
+    for level, name in order:  # warm-up
         ways[name](level)
+    rng = random.Random(JSON_SEED)
     for _ in range(runs):
-        for (level, name), times in values.items():
-            times.append(ways[name](level) * 1000)
+        rng.shuffle(order)
+        for level, name in order:
+            values[level, name].append(ways[name](level) * 1000)
     return values
 
 
