@@ -163,6 +163,12 @@ def session_touch(*, request) -> None:
         UserSession.objects.filter(session_key=key).update(last_seen=timezone.now(), ip=client_ip(request))
 
 
+def session_rekeyed(*, previous: str | None, current: str | None) -> None:
+    """The session went on under a new key (password change): keep listing it as this browser."""
+    if previous and current and previous != current:
+        UserSession.objects.filter(session_key=previous).update(session_key=current)
+
+
 def session_end(*, session: UserSession) -> None:
     _store()(session_key=session.session_key).delete()
     session.delete()

@@ -162,7 +162,10 @@ def password_change(request):
     form = PasswordChangeForm(request.user, request.POST)
     if form.is_valid():
         form.save()
-        update_session_auth_hash(request, form.user)
+        previous = request.session.session_key
+        update_session_auth_hash(request, form.user)  # this browser stays in, under a new session key
+        security.session_rekeyed(previous=previous, current=request.session.session_key)
+        security.sessions_end_others(user=form.user, keep=request.session.session_key)
         messages.success(request, _("Your password is changed."))
         return redirect("settings")
     return _render_settings(request, password_form=form)

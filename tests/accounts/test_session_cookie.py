@@ -132,3 +132,17 @@ def test_a_token_from_before_a_secret_key_rotation_still_works(client, alice, se
     settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
     settings.SECRET_KEY = "a-new-secret-key-that-is-long-enough-0123456789-abcdefghij"
     assert browser_with(token).get("/dashboard/").status_code == 200
+
+
+def test_after_a_password_change_this_browser_is_still_listed_and_the_others_are_gone(client, alice):
+    from accounts.models import UserSession
+
+    login(Client())
+    login(client)
+    assert UserSession.objects.filter(user=alice).count() == 2
+    new = "another long passphrase here"
+    client.post("/settings/password/", {"old_password": PASSWORD, "new_password1": new, "new_password2": new})
+    (mine,) = UserSession.objects.filter(user=alice)  # the other browser's row went with its session
+    assert mine.session_key == client.session.session_key  # tracked under the new key, still revocable
+    page = client.get("/settings/").content.decode()
+    assert "this browser" in page  # Settings still marks it as this browser
