@@ -13,10 +13,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db import connection, transaction
 from django.utils import timezone
 
-from .models import DataExport, LoginEvent, RetentionRun, User
+from .models import DataExport, LoginEvent, RetentionRun, User, UserSession
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ def purge_logs(now=None) -> tuple[dict, bool]:
     removed = {
         "usage_records": _delete_batch(UsageRecord.objects.filter(created__lt=cutoff)),
         "login_events": _delete_batch(LoginEvent.objects.filter(created__lt=cutoff)),
+        # Sessions past their expiry (at most SESSION_COOKIE_AGE_DAYS, 14 by default), and the
+        # listed browsers (IP, device) whose session is gone: ended, logged out or expired.
+        "sessions": _delete_batch(Session.objects.filter(expire_date__lt=now or timezone.now())),
+        "browser_sessions": _delete_batch(UserSession.objects.exclude(session_key__in=Session.objects.values("session_key"))),
     }
     with transaction.atomic():
         ids = _claim(WebhookEvent.objects.filter(received__lt=cutoff, payload__isnull=False))

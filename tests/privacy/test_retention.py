@@ -44,6 +44,24 @@ def test_purge_logs_keeps_13_days_and_drops_15(alice):
     assert drop.pk not in UsageRecord.objects.values_list("pk", flat=True)
 
 
+def test_purge_logs_removes_expired_sessions_and_the_browsers_listed_for_them(client, alice):
+    from django.contrib.sessions.models import Session
+
+    from accounts.models import UserSession
+    from tests.conftest import PASSWORD
+
+    client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
+    live = UserSession.objects.get(user=alice)
+    gone = UserSession.objects.create(user=alice, session_key="x" * 32, ip="203.0.113.9", device="Firefox on Linux")
+    expired = Session.objects.create(session_key="y" * 32, session_data="", expire_date=NOW - timedelta(minutes=1))
+    UserSession.objects.create(user=alice, session_key=expired.session_key, ip="203.0.113.10")
+    audit, _ = run("purge-logs")
+    assert list(UserSession.objects.values_list("pk", flat=True)) == [live.pk]  # the live one stays listed
+    assert not Session.objects.filter(pk=expired.pk).exists() and not UserSession.objects.filter(pk=gone.pk).exists()
+    assert audit.removed["sessions"] == 1 and audit.removed["browser_sessions"] == 2
+    assert client.get("/settings/").status_code == 200  # still signed in
+
+
 def test_purge_logs_removes_old_log_files(db, settings, tmp_path):
     import os
 
