@@ -60,6 +60,8 @@ def test_purge_logs_removes_expired_sessions_and_the_browsers_listed_for_them(cl
     assert not Session.objects.filter(pk=expired.pk).exists() and not UserSession.objects.filter(pk=gone.pk).exists()
     assert audit.removed["sessions"] == 1 and audit.removed["browser_sessions"] == 2
     assert client.get("/settings/").status_code == 200  # still signed in
+    page = client.get("/settings/privacy/").content.decode()
+    assert "Signed-in browsers: session, IP address, device, last seen" in page  # the page says so
 
 
 def test_purge_logs_removes_old_log_files(db, settings, tmp_path):
