@@ -324,6 +324,19 @@ def headers(limits: Limits, counts: Counts) -> dict:
     }
 
 
+def _window_full(kind: str, name: str, plan: tuple[int, float], key: tuple[int, float], found: dict) -> ApiError:
+    """The 429 for a full minute window, naming whose limit binds (the plan's or the key's own)."""
+    limit, used = _binding([plan, key])
+    whose = "this API key's" if limit == key[0] and limit != plan[0] else "your plan's"
+    return ApiError(
+        429,
+        f"Rate limit reached on {name}: {whose} limit is {limit:,}, used {math.ceil(used):,}. Slow down, or raise the limit.",
+        kind,
+        "rate_limit_exceeded",
+        headers={**found, "Retry-After": str(max(math.ceil(_refill(limit, used)), 1))},
+    )
+
+
 def enforce(caller, plan: Plan, request_id: str, now: float | None = None, peek: tuple[str, ...] = ()) -> tuple[dict, dict]:
     """Count this call against the plan's and the key's limits.
 
@@ -340,27 +353,9 @@ def enforce(caller, plan: Plan, request_id: str, now: float | None = None, peek:
         api_key_touch(caller.key_id)
     found = headers(limits, counts)
     if counts.status == RPM:
-        limit, used = _binding([(limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm)])
-        whose = "this API key's" if limit == limits.key_rpm and limit != limits.rpm else "your plan's"
-        raise ApiError(
-            429,
-            f"Rate limit reached on requests per minute (RPM): {whose} limit is {limit}, used {math.ceil(used)}. "
-            "Slow down, or raise the limit.",
-            "requests",
-            "rate_limit_exceeded",
-            headers={**found, "Retry-After": str(max(math.ceil(_refill(limit, used)), 1))},
-        )
+        raise _window_full("requests", "requests per minute (RPM)", (limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm), found)
     if counts.status == TPM:
-        limit, used = _binding([(limits.tpm, counts.tpm), (limits.key_tpm, counts.key_tpm)])
-        whose = "this API key's" if limit == limits.key_tpm and limit != limits.tpm else "your plan's"
-        raise ApiError(
-            429,
-            f"Rate limit reached on tokens per minute (TPM): {whose} limit is {limit:,}, used {used:,}. "
-            "Wait for the window to move, or raise the limit.",
-            "tokens",
-            "rate_limit_exceeded",
-            headers={**found, "Retry-After": str(max(math.ceil((used - limit + 1) / limit * 60), 1))},
-        )
+        raise _window_full("tokens", "tokens per minute (TPM)", (limits.tpm, counts.tpm), (limits.key_tpm, counts.key_tpm), found)
     if counts.status == QUOTA:
         start = month_start()
         days_left = (start.replace(month=start.month % 12 + 1, year=start.year + start.month // 12) - timezone.now()).days + 1
