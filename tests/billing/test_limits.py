@@ -1,6 +1,7 @@
 """Quota and rate limits in the gateway: atomic counters in the shared cache."""
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,13 @@ def small_free_plan(monkeypatch):
     monkeypatch.setattr("billing.selectors.FREE", small)
     monkeypatch.setitem(plans.PLANS, "free", small)
     return small
+
+
+def free_port() -> int:
+    """A port nothing listens on now (two suites at once on one machine must not share fixed ones)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def post(url, key):
@@ -83,7 +91,7 @@ def test_two_web_processes_share_one_limit(transactional_db, alice, upstream):
     }
     root = Path(__file__).resolve().parents[2]
     servers, urls = [], []
-    for port in (18761, 18762):
+    for port in (free_port(), free_port()):
         servers.append(
             subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "aura.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"],
