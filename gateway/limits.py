@@ -30,6 +30,7 @@ from billing.plans import Plan
 from metrics.selectors import month_start, month_totals
 
 from .errors import ApiError
+from .services import api_key_touch
 
 WINDOW_TTL = 120  # a minute's counter outlives the next minute, which still reads it
 QUOTA_TTL = 40 * 86400
@@ -348,8 +349,6 @@ def enforce(caller, plan: Plan, request_id: str, now: float | None = None, peek:
     if counts is None:
         return {}, {}
     if counts.touched:
-        from .services import api_key_touch
-
         api_key_touch(caller.key_id)
     found = headers(limits, counts)
     if counts.status == RPM:

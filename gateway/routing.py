@@ -126,10 +126,6 @@ def breakers(keys, found: dict | None = None) -> dict[str, int]:
     return {name: -1 if found.get(f"gw:cb:open:{name}") else int(found.get(f"gw:cb:fails:{name}") or 0) for name in names}
 
 
-def breaker_open(key) -> bool:
-    return breakers([key])[host(key)] < 0
-
-
 def record_outcome(key, *, ok: bool, latency_ms: int | None = None, analytics: bool = True, streak: int = 1) -> None:
     """``streak`` is the failure streak ``breakers`` saw: a success clears it only when there was one."""
     name = host(key)
