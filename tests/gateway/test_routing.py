@@ -118,6 +118,17 @@ def test_a_failing_provider_cools_down_for_every_node(call, upstream, key):
     assert not any(r["path"] == "/v1/chat/completions" for r in upstream.requests)
 
 
+def test_a_success_clears_the_failure_streak_so_scattered_errors_never_cool_a_provider_down(call, upstream, key):
+    services.api_key_configure(key=key, fallback_models=["claude-haiku-4-5"])
+    for _ in range(routing.BREAKER_THRESHOLD + 2):
+        upstream.fail_next(503)  # each call fails on OpenAI, then falls back to Anthropic
+        call({"model": "gpt-4o-mini"})
+        response = call({"model": "gpt-4o-mini"})  # …and the next one succeeds on OpenAI
+        assert response.headers["x-aura-provider"] == "openai"
+    response = call({"model": "gpt-4o-mini"})
+    assert response.headers["x-aura-route-reason"] == "explicit"  # never "fallback:cooldown"
+
+
 def test_auto_sticks_to_one_route_per_conversation(call, upstream):
     first = call({"model": "auto", "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "ECHO:1"}]})
     later = call(
