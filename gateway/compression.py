@@ -238,13 +238,13 @@ def _compress_text(text: str, counter: _Counter, aggressive: bool, is_tool: bool
         return text
     parsed = _json_minified(text)
     if parsed is not None:
-        minified, value = parsed
+        minified, value, dumped = parsed
         current = text
         if minified != text and counter.whole(minified) < counter.whole(text):
             current = minified
             applied.add("json_minify")
-        if aggressive and _has_similar_array(value):
-            sampled = _json_sampled(minified)
+        if aggressive:
+            sampled = _json_sampled(minified, value, dumped)
             if sampled != minified and counter.whole(sampled) < counter.whole(current):
                 current = sampled
                 applied.add("json_sample")
@@ -292,9 +292,10 @@ def _unescape(match: re.Match) -> str:
     return match.group()
 
 
-def _json_minified(text: str) -> tuple[str, object] | None:
-    """(compact form, value) of a text that is entirely a JSON object or array; None for any other
-    text. The compact form is ``text`` itself when it cannot be made (or made safely)."""
+def _json_minified(text: str) -> tuple[str, object, bool] | None:
+    """(compact form, value, whether the compact form is ``json.dumps`` of the value) of a text that
+    is entirely a JSON object or array; None for any other text. The compact form is ``text``
+    itself when it cannot be made (or made safely)."""
     stripped = text.strip()
     if not stripped or stripped[0] not in "[{" or stripped[-1] not in "]}":
         return None
@@ -310,7 +311,7 @@ def _json_minified(text: str) -> tuple[str, object] | None:
     except (ValueError, RecursionError):
         compact = ""
     if "".join(compact.split()) == "".join(stripped.split()):
-        return compact, value
+        return compact, value, True
     # Else the lexical way, checked: the same value (number literals are untouched, so 1.0 stays 1.0).
     compact = "".join(_JSON_PIECE.findall(stripped))
     if "\\" in compact:
@@ -319,7 +320,7 @@ def _json_minified(text: str) -> tuple[str, object] | None:
         same = json.loads(compact) == value
     except (ValueError, RecursionError):
         same = False
-    return (compact if same else text), value
+    return (compact if same else text), value, False
 
 
 # lossless: whitespace -------------------------------------------------------------------
@@ -459,9 +460,26 @@ def _prose_line(line: str, aligned: bool) -> str:
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]|[^"{}\[\],:]+')
 
 
-def _json_sampled(compact: str) -> str:
-    """``compact`` (minified JSON) with every long array of same-keyed objects cut to a sample."""
+def _json_sampled(compact: str, value, dumped: bool) -> str:
+    """``compact`` (minified JSON, parsing to ``value``) with every long array of same-keyed
+    objects cut to a sample.
+
+    When ``compact`` is exactly ``json.dumps`` of ``value`` (``dumped``), the sample is cut from
+    the value and dumped (the C encoder writes each kept item as it was); else from the text,
+    token by token (number literals and escapes kept as written).
+    """
     if "[{" not in compact:
+        return compact
+    if dumped:
+        try:
+            sampled = _sampled_value(value)
+        except RecursionError:  # nested deeper than the recursion allows: the text way, iterative
+            sampled = None
+        if sampled is value:
+            return compact
+        if sampled is not None:
+            return json.dumps(sampled, separators=(",", ":"), ensure_ascii=False)
+    elif not _has_similar_array(value):
         return compact
     arrays = _similar_arrays(compact)
     if not arrays:
@@ -501,6 +519,37 @@ def _json_sampled(compact: str) -> str:
     return sampled
 
 
+def _is_similar_array(items: list) -> bool:
+    """SAMPLE_MIN_ITEMS+ objects, all with one set of keys."""
+    if len(items) < SAMPLE_MIN_ITEMS or not isinstance(items[0], dict):
+        return False
+    keys = items[0].keys()
+    return all(isinstance(i, dict) and i.keys() == keys for i in items)
+
+
+def _sampled_value(value):
+    """``value`` with each similar array cut to its head, a count of what was left out, and its
+    tail, items kept sampled in turn; ``value`` itself (the same object) when nothing was cut."""
+    if isinstance(value, list):
+        if _is_similar_array(value):
+            n = len(value)
+            omitted = {"_aura_omitted": n - SAMPLE_HEAD - SAMPLE_TAIL}
+            return [*map(_sampled_value, value[:SAMPLE_HEAD]), omitted, *map(_sampled_value, value[n - SAMPLE_TAIL :])]
+        items = list(map(_sampled_value, value))
+        return value if all(a is b for a, b in zip(items, value)) else items
+    if isinstance(value, dict):
+        out = None
+        for key, item in value.items():
+            if isinstance(item, (list, dict)):
+                new = _sampled_value(item)
+                if new is not item:
+                    if out is None:
+                        out = dict(value)
+                    out[key] = new
+        return value if out is None else out
+    return value
+
+
 def _has_similar_array(value) -> bool:
     """Whether a parsed JSON value holds an array that _json_sampled would cut (a cheap pre-check)."""
     stack = [value]
@@ -509,10 +558,8 @@ def _has_similar_array(value) -> bool:
         if isinstance(item, dict):
             stack.extend(v for v in item.values() if isinstance(v, (dict, list)))
         elif isinstance(item, list):
-            if len(item) >= SAMPLE_MIN_ITEMS and isinstance(item[0], dict):
-                keys = item[0].keys()
-                if all(isinstance(i, dict) and i.keys() == keys for i in item):
-                    return True
+            if _is_similar_array(item):
+                return True
             stack.extend(v for v in item if isinstance(v, (dict, list)))
     return False
 

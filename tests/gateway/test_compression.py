@@ -449,6 +449,39 @@ def test_json_sampling_needs_many_items_with_one_key_set():
     assert json.loads(one(json.dumps(scalars, indent=2), level="aggressive")) == scalars
 
 
+def sampling_cases():
+    rng = random.Random(7)
+    for n in range(40):
+        records = [
+            {"id": i, "score": rng.choice([1, 2.5, -3e-05, None, True]), "name": f"user {i} é 中", "tags": [{"k": j} for j in range(rng.choice([3, 25]))]}
+            for i in range(rng.choice([5, 20, 60]))
+        ]
+        yield json.dumps({"n": n, "data": records, "nested": [{"deep": records[:3]}] * rng.choice([1, 21])}, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_json_sampling_from_the_value_and_from_the_text_agree():
+    """The value way (json.dumps, fast) is used when the text is exactly what dumps writes; it must cut
+    exactly what the token-by-token way cuts."""
+    from gateway.compression import _json_minified, _json_sampled
+
+    cut = 0
+    for compact in sampling_cases():
+        minified, value, dumped = _json_minified(compact)
+        assert dumped and minified == compact
+        by_value = _json_sampled(compact, value, True)
+        assert by_value == _json_sampled(compact, value, False)
+        cut += by_value != compact
+    assert cut > 10
+
+
+def test_json_whose_literals_dumps_would_rewrite_is_sampled_from_the_text():
+    records = ",".join(f'{{"id":{i},"price":1.0,"unicode":"\\u00e9"}}' for i in range(30))
+    text = '{"items": [' + records + "]}"
+    out = json.loads(one(text, level="aggressive", role="tool"))
+    assert len(out["items"]) == 8 and out["items"][5] == {"_aura_omitted": 23}
+    assert '"price":1.0' in one(text, level="aggressive", role="tool")
+
+
 def conversation():
     call = {"id": "call_1", "type": "function", "function": {"name": "search", "arguments": '{"q": "x"}'}}
     filler = ("Some words about the topic at hand. " * 40).strip()

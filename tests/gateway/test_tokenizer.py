@@ -1,4 +1,5 @@
 import json
+import random
 import socket
 
 import pytest
@@ -16,8 +17,10 @@ def no_network(monkeypatch, tmp_path):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
     tokenizer.encoding.cache_clear()
+    tokenizer.counter.cache_clear()
     yield
     tokenizer.encoding.cache_clear()
+    tokenizer.counter.cache_clear()
 
 
 def test_cl100k_counts_offline(no_network):
@@ -47,15 +50,13 @@ def fresh(text, name):
 def encodes(monkeypatch):
     """The texts each encoding actually tokenises, in order."""
     seen = []
-    for name in ("o200k_base", "cl100k_base"):
-        enc = tokenizer.encoding(name)
-        real = enc.encode_ordinary
+    real = tokenizer._tokenise
 
-        def spy(text, real=real, name=name):
-            seen.append((name, text))
-            return real(text)
+    def spy(text, name):
+        seen.append((name, text))
+        return real(text, name)
 
-        monkeypatch.setattr(enc, "encode_ordinary", spy)
+    monkeypatch.setattr(tokenizer, "_tokenise", spy)
     tokenizer.forget_counts()
     yield seen
     tokenizer.forget_counts()
@@ -98,3 +99,48 @@ def test_the_remembered_counts_are_bounded_and_hold_no_text(encodes, monkeypatch
 def test_a_lone_surrogate_is_counted(encodes):
     text = json.loads('"\\ud800"') + HISTORY
     assert tokenizer.count_tokens(text, "cl100k_base") == tokenizer.count_tokens(text, "cl100k_base") > 0
+
+
+def awkward_texts(seed, n):
+    """Random texts over an alphabet that exercises every branch of both pre-tokenizers."""
+    rng = random.Random(seed)
+    alphabet = [*"abcXYZ 019\n\r\t  .,;:'\"{}[]()-_/\\!?@#$%^&*~`", "'s", "'LL", "'ve", "é", "ß", "中", "文",
+                "😀", "\u200b", "\u00a0", "\u0640", "ǅ", "\u0301", "𝔘", "\u3000", "<|endoftext|>", "\ud800", "    "]
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_the_fast_counter_gives_tiktokens_count(name):
+    """AURA counts with bpe-openai's native counter: it must agree with tiktoken on every text."""
+    count = tokenizer.counter(name)
+    assert count.__qualname__ == "counter.<locals>.count"  # the fast one, not tiktoken's
+    for text in [*awkward_texts(name, 3000), " " * 20_000, "\n" * 5000, "7" * 4001, "x" * 50_000]:
+        assert count(text) == fresh(text, name), repr(text[:80])
+
+
+@pytest.mark.parametrize("name", ["o200k_base", "cl100k_base"])
+def test_the_recorded_probe_counts_are_tiktokens(name):
+    column = tokenizer._PROBE_COLUMN[name]
+    assert {text: fresh(text, name) for text in tokenizer._PROBES} == {text: c[column] for text, c in tokenizer._PROBES.items()}
+
+
+def test_a_counter_that_disagrees_with_tiktoken_is_not_used(monkeypatch, caplog):
+    native = tokenizer._native_module()
+
+    class OffByOne:
+        def __init__(self, name):
+            self._count = native.tokenizer_for_encoding(name).count
+
+        def count(self, text):
+            return self._count(text) + (len(text) > 200)
+
+    monkeypatch.setattr(tokenizer, "_native_module", lambda: type("Module", (), {"tokenizer_for_encoding": OffByOne}))
+    tokenizer.counter.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="gateway.tokenizer"):
+            count = tokenizer.counter("cl100k_base")
+        text = "A long sentence that the broken counter would miscount. " * 10
+        assert count(text) == fresh(text, "cl100k_base")
+        assert "disagrees with tiktoken" in caplog.text
+    finally:
+        tokenizer.counter.cache_clear()
