@@ -536,7 +536,7 @@ def _sampled_value(value):
             omitted = {"_aura_omitted": n - SAMPLE_HEAD - SAMPLE_TAIL}
             return [*map(_sampled_value, value[:SAMPLE_HEAD]), omitted, *map(_sampled_value, value[n - SAMPLE_TAIL :])]
         items = list(map(_sampled_value, value))
-        return value if all(a is b for a, b in zip(items, value)) else items
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     if isinstance(value, dict):
         out = None
         for key, item in value.items():

@@ -452,11 +452,12 @@ def test_json_sampling_needs_many_items_with_one_key_set():
 def sampling_cases():
     rng = random.Random(7)
     for n in range(40):
-        records = [
-            {"id": i, "score": rng.choice([1, 2.5, -3e-05, None, True]), "name": f"user {i} é 中", "tags": [{"k": j} for j in range(rng.choice([3, 25]))]}
-            for i in range(rng.choice([5, 20, 60]))
-        ]
-        yield json.dumps({"n": n, "data": records, "nested": [{"deep": records[:3]}] * rng.choice([1, 21])}, separators=(",", ":"), ensure_ascii=False)
+        records = []
+        for i in range(rng.choice([5, 20, 60])):
+            tags = [{"k": j} for j in range(rng.choice([3, 25]))]
+            records.append({"id": i, "score": rng.choice([1, 2.5, -3e-05, None]), "name": f"user {i} é 中", "tags": tags})
+        value = {"n": n, "data": records, "nested": [{"deep": records[:3]}] * rng.choice([1, 21])}
+        yield json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def test_json_sampling_from_the_value_and_from_the_text_agree():

@@ -104,8 +104,27 @@ def test_a_lone_surrogate_is_counted(encodes):
 def awkward_texts(seed, n):
     """Random texts over an alphabet that exercises every branch of both pre-tokenizers."""
     rng = random.Random(seed)
-    alphabet = [*"abcXYZ 019\n\r\t  .,;:'\"{}[]()-_/\\!?@#$%^&*~`", "'s", "'LL", "'ve", "é", "ß", "中", "文",
-                "😀", "\u200b", "\u00a0", "\u0640", "ǅ", "\u0301", "𝔘", "\u3000", "<|endoftext|>", "\ud800", "    "]
+    alphabet = [
+        *"abcXYZ 019\n\r\t  .,;:'\"{}[]()-_/\\!?@#$%^&*~`",
+        "'s",
+        "'LL",
+        "'ve",
+        "é",
+        "ß",
+        "中",
+        "文",
+        "😀",
+        "\u200b",
+        "\u00a0",
+        "\u0640",
+        "ǅ",
+        "\u0301",
+        "𝔘",
+        "\u3000",
+        "<|endoftext|>",
+        "\ud800",
+        "    ",
+    ]
     return ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200))) for _ in range(n)]
 
 
