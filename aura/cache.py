@@ -127,6 +127,7 @@ def incr(key: str, timeout: int) -> int | None:
 
 
 def reset() -> None:
-    """Forget a past failure (tests, and after an operator fixes Redis)."""
-    global _down_until
+    """Forget a past failure (tests, and after an operator fixes Redis): the next one is logged again."""
+    global _down_until, _last_log
     _down_until = 0.0
+    _last_log = 0.0
