@@ -4,7 +4,9 @@ PY := $(VENV)/bin/python
 # Tests run over plain HTTP against the test client; everything else comes from the environment
 # (set DATABASE_URL and REDIS_URL to test against PostgreSQL and Redis). The tests flush the
 # cache's Redis database between tests, so Celery's broker gets database 13 of the same server.
-TEST_ENV := SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false DEBUG=false AURA_UPSTREAM_ALLOW_PRIVATE=true DATABASE_CONN_MAX_AGE=0 \
+# Calls write their usage records themselves (AURA_USAGE_SPOOL=false), so a record is in the
+# table when its call returns; tests/metrics/test_spool.py runs the spool, as production does.
+TEST_ENV := SECURE_SSL_REDIRECT=false SESSION_COOKIE_SECURE=false DEBUG=false AURA_UPSTREAM_ALLOW_PRIVATE=true DATABASE_CONN_MAX_AGE=0 AURA_USAGE_SPOOL=false \
 	SECRET_KEY=$${SECRET_KEY:-test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz} \
 	AURA_VAULT_KEYS=$${AURA_VAULT_KEYS:-1:dGVzdC1vbmx5LXZhdWx0LWtleS0zMi1ieXRlcy0hISE=} \
 	CELERY_BROKER_URL=$${CELERY_BROKER_URL:-$${REDIS_URL:+$${REDIS_URL%/*}/13}} \

@@ -261,6 +261,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "expire-exports": {"task": "accounts.run_retention_job_task", "schedule": 3600, "args": ["expire-exports"]},
     # Usage into hourly and daily rollups: the last 3 hours re-rolled each time, so late records land.
     "rollup-usage": {"task": "metrics.rollup_recent_task", "schedule": 300},
+    # Usage records still in the Redis spool (every web process drains it; this is the safety net).
+    "drain-usage-spool": {"task": "metrics.drain_usage_spool_task", "schedule": 60},
     # Plan-limit, budget and anomaly alerts, a minute after each rollup (the countdown keeps the order).
     "check-alerts": {"task": "metrics.check_alerts_task", "schedule": 300, "options": {"countdown": 60}},
 }
@@ -386,6 +388,9 @@ AURA_KEY_CHECK_TIMEOUT = env_int("AURA_KEY_CHECK_TIMEOUT_MS", 3000, 1) / 1000
 AURA_UPSTREAM_ALLOW_PRIVATE = env_bool("AURA_UPSTREAM_ALLOW_PRIVATE", EMBEDDED)
 # How long a node trusts its cached view of an AURA key or a user's vault entries.
 AURA_AUTH_CACHE_SECONDS = env_int("AURA_AUTH_CACHE_SECONDS", 300, 1)
+# Usage records go to PostgreSQL in batches through a Redis list (metrics/spool.py) rather than
+# one INSERT per call; only with Redis and PostgreSQL. Off: each call writes its own record.
+AURA_USAGE_SPOOL = env_bool("AURA_USAGE_SPOOL", True)
 
 # Paddle Billing ---------------------------------------------------------------------
 

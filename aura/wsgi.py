@@ -11,6 +11,9 @@ application = Application()
 
 # Pay start-up costs before the first request, not during it.
 from gateway import catalog, tokenizer  # noqa: E402
+from metrics import spool  # noqa: E402
 
 tokenizer.warm_up()
 catalog.load()
+# Each web process moves the usage records its calls spool in Redis into PostgreSQL.
+spool.start_flusher()

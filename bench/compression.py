@@ -365,6 +365,7 @@ def time_stage(body: dict, levels: tuple[str, ...], encoding: str, runs: int, be
         return time.perf_counter() - start
 
     def old(level):
+        before.forget_counts()  # cold too: that revision may remember counts of its own
         start = time.perf_counter()
         stage(body, level, encoding, before)
         return time.perf_counter() - start
@@ -405,7 +406,9 @@ def stage_before(rev: str):
     functions = ast.Module([node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in wanted], type_ignores=[])
     namespace = {**vars(pipeline), **modules}
     exec(compile(functions, f"{rev}:gateway/pipeline.py", "exec"), namespace)  # noqa: S102 -- this repository's code
-    return namespace["compress"]
+    compress = namespace["compress"]
+    compress.forget_counts = getattr(modules["tokenizer"], "forget_counts", lambda: None)
+    return compress
 
 
 # report -------------------------------------------------------------------------------

@@ -409,6 +409,19 @@ class Database:
     def usage_records(self) -> int:
         return self.conn.execute("SELECT count(*) FROM metrics_usagerecord").fetchone()[0]
 
+    def settled_usage_records(self, limit: float = 30.0) -> int:
+        """The count once it stops moving: records reach the table through the spool (metrics/spool.py)
+        a fraction of a second after their calls, and streams are accounted as they close."""
+        deadline = time.monotonic() + limit
+        last = self.usage_records()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            now = self.usage_records()
+            if now == last:
+                return now
+            last = now
+        return last
+
     def aura_connections(self) -> int:
         """Server connections to AURA's database that are not the bench's own."""
         query = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND application_name <> %s"
@@ -639,8 +652,7 @@ class Bench:
         result["cpu_s"] = cpu_used(before, cpu_snapshot(), self.all_services)
         result["cpu_s"]["loadgen"] = round(result.pop("loadgen_cpu_s"), 2)  # exact, from its own rusage
         if records is not None:
-            time.sleep(0.5)  # a call is accounted before its answer ends; this covers stragglers
-            result["usage_records_added"] = self.db.usage_records() - records
+            result["usage_records_added"] = self.db.settled_usage_records() - records
             result["pg_connections_peak"] = connections.peak
             result["pg_connections_after"] = self.db.aura_connections()
         return result

@@ -144,8 +144,10 @@ def _redis_seed(client, name: str, value: int) -> None:
     client.set(name, value, ex=QUOTA_TTL, nx=True)
 
 
-def _redis_finish(client, user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool) -> None:
+def _redis_finish(client, user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool, also=None) -> None:
     pipe = client.pipeline(transaction=False)
+    if also is not None:
+        also(pipe)
     pipe.zrem(f"rl:f:{user_id}", request_id)
     if tokens:
         for name in [f"rl:t:a:{user_id}:{minute}"] + ([f"rl:t:k:{key_id}:{minute}"] if key_tpm else []):
@@ -280,18 +282,23 @@ def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float
     return Counts(status, rpm / 1000, key_rpm / 1000, tpm, key_tpm, month, flight, bool(touched), peeked)
 
 
-def finish(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: bool) -> None:
-    """A call has ended: free its in-flight slot and charge its tokens to this minute's windows."""
+def finish(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: bool, also=None) -> bool:
+    """A call has ended: free its in-flight slot and charge its tokens to this minute's windows.
+
+    ``also(pipe)`` adds commands of the caller's to the same Redis round trip (the call's usage
+    records, for the spool). Returns whether that round trip went through.
+    """
     minute = int(time.time() // 60)
 
     def run():
         client = cache.redis()
         if client:
-            _redis_finish(client, user_id, key_id, minute, request_id, tokens, key_tpm)
-        else:
-            _local_finish(user_id, key_id, minute, request_id, tokens, key_tpm)
+            _redis_finish(client, user_id, key_id, minute, request_id, tokens, key_tpm, also)
+            return True
+        _local_finish(user_id, key_id, minute, request_id, tokens, key_tpm)
+        return False
 
-    cache.guarded("rate limits", run, None)
+    return cache.guarded("rate limits", run, False)
 
 
 def _reset(seconds: float) -> str:

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
+from django.utils import timezone
 
 from aura.http import client_ip
 from billing.plans import Plan
 from billing.selectors import current_plan
+from metrics import spool
 from metrics.services import usage_record
 
 from . import catalog, compression, errors, limits, response_cache, routing, services, tokenizer, upstream
@@ -63,6 +65,7 @@ class Context:
     admitted: bool = False  # counted against the limits: finish() must settle it
     tokens_used: int = 0  # prompt + completion tokens the providers processed, for the TPM windows
     breakers: dict | None = None  # the providers' circuit breakers, when admission read them
+    spooled: list = field(default_factory=list)  # (fields, encoded) of usage records finish() hands to the spool
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -126,10 +129,17 @@ def admit(ctx: Context, request) -> services.Caller:
 
 
 def finish(ctx: Context) -> None:
-    """The call is over (its answer sent, or abandoned): free its in-flight slot, charge its tokens."""
+    """The call is over (its answer sent, or abandoned): free its in-flight slot, charge its tokens,
+    and hand its usage records to the spool, all in one Redis round trip."""
+    spooled, ctx.spooled = ctx.spooled, []
+    handed = False
     if ctx.admitted:
         ctx.admitted = False
-        limits.finish(ctx.caller.user_id, ctx.caller.key_id, ctx.request_id, ctx.tokens_used, bool(ctx.caller.tpm_limit))
+        also = (lambda pipe: spool.push(pipe, [encoded for _, encoded in spooled])) if spooled else None
+        handed = limits.finish(ctx.caller.user_id, ctx.caller.key_id, ctx.request_id, ctx.tokens_used, bool(ctx.caller.tpm_limit), also)
+    if spooled and not handed and not spool.hand_off([encoded for _, encoded in spooled]):
+        for fields, _ in spooled:  # Redis would not take them: written here, as without a spool
+            _insert_record(fields)
 
 
 # read and validate ----------------------------------------------------------------
@@ -642,16 +652,26 @@ def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "", f
         ctx.tokens_used += usage.prompt_tokens + usage.completion_tokens
     ctx.attempt += 1
     request_id = ctx.request_id if final else f"{ctx.request_id}-{ctx.attempt}"
+    fields = _record(ctx, request_id, usage, status, error_class)
+    if spool.enabled():
+        ctx.spooled.append((fields, spool.encode(fields)))  # handed over by finish(), with the limits
+    else:
+        _insert_record(fields)
+
+
+def _insert_record(fields: dict) -> None:
+    """A failed write is logged and swallowed: the provider has answered (and billed)."""
     try:
-        _write_record(ctx, request_id, usage, status, error_class)
+        usage_record(**fields)
     except Exception as error:
-        log.error("usage record for %s not written: %s", request_id, type(error).__name__)
+        log.error("usage record for %s not written: %s", fields["request_id"], type(error).__name__)
 
 
-def _write_record(ctx: Context, request_id: str, usage: Usage, status: int, error_class: str) -> None:
+def _record(ctx: Context, request_id: str, usage: Usage, status: int, error_class: str) -> dict:
     route, saved = ctx.route, ctx.savings
-    usage_record(
+    return dict(
         request_id=request_id,
+        created=timezone.now(),
         user_id=ctx.caller.user_id,
         api_key_id=ctx.caller.key_id,
         endpoint=ctx.endpoint,

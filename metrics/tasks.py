@@ -4,7 +4,7 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from . import services
+from . import services, spool
 from .models import Alert
 
 
@@ -13,6 +13,12 @@ def rollup_recent_task() -> None:
     """Re-roll the last hours (and their days); re-queues itself while catching up after an outage."""
     if services.rollups_refresh(now=timezone.now()):
         rollup_recent_task.delay()
+
+
+@shared_task(name="metrics.drain_usage_spool_task", acks_late=True, soft_time_limit=50, time_limit=60)
+def drain_usage_spool_task() -> None:
+    """Usage records left in the Redis spool, e.g. while no web process runs to drain it."""
+    spool.drain_all()
 
 
 @shared_task(name="metrics.check_alerts_task", acks_late=True, soft_time_limit=240, time_limit=300)

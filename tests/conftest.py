@@ -1,4 +1,13 @@
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
+import requests
 from django.core.cache import cache
 from openai import OpenAI
 
@@ -211,3 +220,45 @@ def alice_key(alice, upstream):
 @pytest.fixture
 def sdk(live_server, alice_key):
     return OpenAI(base_url=f"{live_server.url}/v1", api_key=alice_key, max_retries=0, timeout=20)
+
+
+def free_port() -> int:
+    """A port nothing listens on now (two suites at once on one machine must not share fixed ones)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def web_server(*args: str, **env_extra: str):
+    """AURA under gunicorn (extra command-line ``args``) on a free loopback port, on the test
+    database and the environment's Redis; yields its URL once it answers. Needs ``transactional_db``."""
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
+        "AURA_ENV_FILE": "/nonexistent/.env",
+        "DEBUG": "false",
+        "SECURE_SSL_REDIRECT": "false",
+        **env_extra,
+    }
+    port = free_port()
+    command = [sys.executable, "-m", "gunicorn", "aura.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *args]
+    server = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                requests.get(url + "/v1/models", timeout=5)
+                break
+            except requests.RequestException:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

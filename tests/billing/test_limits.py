@@ -1,18 +1,13 @@
 """Quota and rate limits in the gateway: atomic counters in the shared cache."""
 
 import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from billing import plans
 from gateway import limits, services
-from tests.conftest import subscribe
+from tests.conftest import subscribe, web_server
 
 HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -23,13 +18,6 @@ def small_free_plan(monkeypatch):
     monkeypatch.setattr("billing.selectors.FREE", small)
     monkeypatch.setitem(plans.PLANS, "free", small)
     return small
-
-
-def free_port() -> int:
-    """A port nothing listens on now (two suites at once on one machine must not share fixed ones)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def post(url, key):
@@ -74,47 +62,13 @@ def test_the_sliding_window_counts_the_previous_minute(db):
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="two web processes share limits only through Redis")
 def test_two_web_processes_share_one_limit(transactional_db, alice, upstream):
-    from django.conf import settings
-
     from gateway.services import api_key_issue
     from tests.gateway.conftest import wire
 
     key = wire(alice, upstream)
     _k, key = api_key_issue(user=alice, name="two")
-    db = settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}",
-        "AURA_ENV_FILE": "/nonexistent/.env",
-        "DEBUG": "false",
-        "SECURE_SSL_REDIRECT": "false",
-    }
-    root = Path(__file__).resolve().parents[2]
-    servers, urls = [], []
-    for port in (free_port(), free_port()):
-        servers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "aura.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--log-level", "warning"],
-                cwd=root,
-                env=env,
-            )
-        )
-        urls.append(f"http://127.0.0.1:{port}")
-    try:
-        for url in urls:
-            deadline = time.time() + 30
-            while True:
-                try:
-                    requests.get(url + "/v1/models", timeout=5)
-                    break
-                except requests.RequestException:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(0.2)
+    with web_server("--workers", "1") as first, web_server("--workers", "1") as second:
+        urls = [first, second]
         limit = plans.FREE.requests_per_minute
         statuses = [post(urls[i % 2], key).status_code for i in range(limit + 6)]
         assert statuses.count(200) == limit and statuses.count(429) == 6
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=20)
