@@ -11,9 +11,14 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.middleware.security import SecurityMiddleware
 
 API_PREFIX = "/v1/"
+API_URLCONF = "gateway.api_urls"
 
 
 class ApiHandler(WSGIHandler):
+    def get_response(self, request):
+        request.urlconf = API_URLCONF  # only the /v1 routes to search
+        return super().get_response(request)
+
     def load_middleware(self, is_async=False):
         self._view_middleware = []
         self._template_response_middleware = []

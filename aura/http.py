@@ -1,10 +1,18 @@
+import ipaddress
+
 from django.conf import settings
 
 
 def client_ip(request) -> str | None:
-    """The caller's address. Behind a TLS-terminating proxy REMOTE_ADDR is the proxy, so trust X-Forwarded-For only then."""
+    """The caller's address. Behind a TLS-terminating proxy REMOTE_ADDR is the proxy, so trust
+    X-Forwarded-For only then, and only its last entry: the address our proxy saw (a client can
+    put anything before it). Whatever is not an IP address is no address."""
+    address = request.META.get("REMOTE_ADDR")
     if getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
-            return forwarded.split(",")[0].strip() or None
-    return request.META.get("REMOTE_ADDR") or None
+            address = forwarded.split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(address)) if address else None
+    except ValueError:
+        return None

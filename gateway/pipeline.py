@@ -652,11 +652,15 @@ def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "", f
         ctx.tokens_used += usage.prompt_tokens + usage.completion_tokens
     ctx.attempt += 1
     request_id = ctx.request_id if final else f"{ctx.request_id}-{ctx.attempt}"
-    fields = _record(ctx, request_id, usage, status, error_class)
-    if spool.enabled():
-        ctx.spooled.append((fields, spool.encode(fields)))  # handed over by finish(), with the limits
-    else:
-        _insert_record(fields)
+    try:
+        fields = _record(ctx, request_id, usage, status, error_class)
+        if spool.enabled():
+            ctx.spooled.append((fields, spool.encode(fields)))  # handed over by finish(), with the limits
+            return
+    except Exception as error:
+        log.error("usage record for %s not spooled: %s", request_id, type(error).__name__)
+        fields = _record(ctx, request_id, usage, status, error_class)
+    _insert_record(fields)
 
 
 def _insert_record(fields: dict) -> None:

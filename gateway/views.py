@@ -36,6 +36,7 @@ def _guard(view):
     @csrf_exempt
     def wrapper(request, *args, **kwargs):
         ctx = pipeline.start(request, view.__name__)
+        response = None
         try:
             response = view(request, ctx, *args, **kwargs)
         except ApiError as error:
@@ -44,11 +45,12 @@ def _guard(view):
             log.exception("unexpected error in /v1 %s (%s)", view.__name__, ctx.request_id)
             failure = ApiError(500, "AURA hit an internal error. It has been logged; try again.", "server_error", "internal_error")
             response = _fail(ctx, failure)
-        if response.streaming:
-            # Settled once the stream is over, however it ends (Django closes the response then).
-            response._resource_closers.append(lambda: pipeline.finish(ctx))
-        else:
-            pipeline.finish(ctx)
+        finally:
+            if response is not None and response.streaming:
+                # Settled once the stream is over, however it ends (Django closes the response then).
+                response._resource_closers.append(lambda: pipeline.finish(ctx))
+            else:  # also if answering failed: the slot is freed and the records are handed over
+                pipeline.finish(ctx)
         return response
 
     wrapper.__name__ = view.__name__

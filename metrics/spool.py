@@ -28,11 +28,12 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import DataError, IntegrityError, connection, transaction
 
 from aura import cache
 
 from .models import UsageRecord
+from .services import usage_fields_clean
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,15 @@ if not items then return {} end
 redis.call('RPUSH', KEYS[3], unpack(items))
 redis.call('ZADD', KEYS[2], ARGV[2], KEYS[3])
 return items
+"""
+
+# KEYS: queue, claims, a claim list: its records go back on the queue at once (its INSERT failed).
+_RETURN = """
+local items = redis.call('LRANGE', KEYS[3], 0, -1)
+if #items > 0 then redis.call('LPUSH', KEYS[1], unpack(items)) end
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[2], KEYS[3])
+return #items
 """
 
 # KEYS: queue, claims. ARGV: claimed before this time is stale. Returns how many claims came back.
@@ -69,12 +79,12 @@ def enabled() -> bool:
     return settings.AURA_USAGE_SPOOL and connection.vendor == "postgresql" and cache.redis() is not None
 
 
-def queue_key() -> str:
-    return cache.raw_key("usage:spool")
-
-
-def _claims_key() -> str:
-    return cache.raw_key("usage:spool:claims")
+# Fixed names, outside the cache's key prefix and version: a cache version bump must not orphan
+# records. Redis must not evict them either: run it with maxmemory-policy noeviction or volatile-*
+# (every cache entry has a TTL; these lists have none).
+QUEUE = "aura:usage:spool"
+CLAIMS = "aura:usage:spool:claims"
+REFUSED = "aura:usage:spool:refused"  # records PostgreSQL refused, kept for an operator
 
 
 def _json(value):
@@ -87,6 +97,7 @@ def _json(value):
 
 def encode(fields: dict) -> bytes:
     """One record as the spool holds it: its model fields by column name, JSON."""
+    fields = usage_fields_clean(fields)
     row = {}
     for field in _FIELDS:
         if field.attname in fields:
@@ -100,7 +111,7 @@ def encode(fields: dict) -> bytes:
 
 def push(pipe, records: list[bytes]) -> None:
     """Add the records to a Redis pipeline the caller executes."""
-    pipe.rpush(queue_key(), *records)
+    pipe.rpush(QUEUE, *records)
 
 
 def hand_off(records: list[bytes]) -> bool:
@@ -110,7 +121,7 @@ def hand_off(records: list[bytes]) -> bool:
         return False
 
     def run():
-        client.rpush(queue_key(), *records)
+        client.rpush(QUEUE, *records)
         return True
 
     return cache.guarded("usage spool", run, False)
@@ -139,19 +150,50 @@ def insert(records: list[bytes]) -> int:
 
 def drain(limit: int = BATCH) -> int:
     """Move one batch from the queue into PostgreSQL; rows inserted (0 when the queue was empty)."""
+    return _drain_batch(limit)[1]
+
+
+def _drain_batch(limit: int) -> tuple[int, int]:
+    """(records claimed, rows inserted) for one batch."""
     client = cache.redis()
     if client is None:
-        return 0
-    claim = cache.raw_key(f"usage:spool:claim:{secrets.token_hex(8)}")
-    records = client.eval(_CLAIM, 3, queue_key(), _claims_key(), claim, limit, time.time())
+        return 0, 0
+    claim = f"{QUEUE}:claim:{secrets.token_hex(8)}"
+    records = client.eval(_CLAIM, 3, QUEUE, CLAIMS, claim, limit, time.time())
     if not records:
-        return 0
-    inserted = insert(records)
+        return 0, 0
+    try:
+        try:
+            with transaction.atomic():  # a savepoint when inside a transaction already
+                inserted = insert(records)
+        except (DataError, IntegrityError):
+            inserted = _insert_each(client, records)
+    except Exception:
+        client.eval(_RETURN, 3, QUEUE, CLAIMS, claim)  # PostgreSQL away: back on the queue now, not in a minute
+        raise
     pipe = client.pipeline(transaction=False)
     pipe.delete(claim)
-    pipe.zrem(_claims_key(), claim)
+    pipe.zrem(CLAIMS, claim)
     pipe.execute()
-    return max(inserted, 0)
+    return len(records), max(inserted, 0)
+
+
+def _insert_each(client, records: list[bytes]) -> int:
+    """A batch PostgreSQL refused as data: one by one, so that one bad record cannot hold up the
+    queue for ever. A record refused on its own moves to the REFUSED list, named in the log."""
+    inserted = 0
+    for record in records:
+        try:
+            with transaction.atomic():
+                inserted += insert([record])
+        except (DataError, IntegrityError) as error:
+            client.rpush(REFUSED, record)
+            try:
+                request_id = json.loads(record).get("request_id")
+            except ValueError:
+                request_id = None
+            log.error("usage record %s refused by PostgreSQL (%s); kept in Redis list %s", request_id, type(error).__name__, REFUSED)
+    return inserted
 
 
 def recover(stale_seconds: float = STALE_SECONDS) -> int:
@@ -159,24 +201,26 @@ def recover(stale_seconds: float = STALE_SECONDS) -> int:
     client = cache.redis()
     if client is None:
         return 0
-    return int(client.eval(_RECOVER, 2, queue_key(), _claims_key(), time.time() - stale_seconds))
+    return int(client.eval(_RECOVER, 2, QUEUE, CLAIMS, time.time() - stale_seconds))
 
 
 def pending() -> int:
     """Records waiting in the queue (claimed batches not included)."""
     client = cache.redis()
-    return int(client.llen(queue_key())) if client is not None else 0
+    return int(client.llen(QUEUE)) if client is not None else 0
 
 
-def drain_all() -> int:
-    """Drain until the queue is empty (the beat's safety net, tests and the benchmark)."""
+def drain_all(seconds: float = 40.0) -> int:
+    """Drain until the queue is empty, for at most ``seconds`` (the beat's safety net, tests); rows inserted."""
+    deadline = time.monotonic() + seconds
     total = 0
     recover()
-    while True:
-        moved = drain()
-        if not moved and not pending():
-            return total
-        total += moved
+    while time.monotonic() < deadline:
+        claimed, inserted = _drain_batch(BATCH)
+        total += inserted
+        if not claimed:
+            break
+    return total
 
 
 class Flusher(threading.Thread):
@@ -189,20 +233,22 @@ class Flusher(threading.Thread):
         last_recovery = 0.0
         failures = 0
         while True:
+            claimed = 0
             try:
                 if time.monotonic() - last_recovery > STALE_SECONDS / 2:
                     recover()
                     last_recovery = time.monotonic()
-                moved = drain()
+                claimed, _inserted = _drain_batch(BATCH)
                 failures = 0
             except Exception as error:  # PostgreSQL or Redis away: the records wait in Redis
-                moved = 0
                 failures += 1
                 if failures == 1 or failures % 300 == 0:
                     log.warning("usage spool not drained (%s); retrying", type(error).__name__)
-            finally:
+            try:
                 connection.close()  # back to the pool between batches
-            if moved < BATCH:
+            except Exception as error:
+                log.warning("usage spool: closing its database connection failed (%s)", type(error).__name__)
+            if claimed < BATCH:
                 time.sleep(IDLE_SECONDS if not failures else min(IDLE_SECONDS * 2**failures, 5.0))
 
 

@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from decimal import Decimal
 
 import pytest
 import requests
@@ -33,7 +34,7 @@ def chat(client, key, **extra):
 
 
 def queued() -> list[bytes]:
-    return shared_cache.redis().lrange(spool.queue_key(), 0, -1)
+    return shared_cache.redis().lrange(spool.QUEUE, 0, -1)
 
 
 def test_a_call_spools_its_record_and_a_drain_writes_it_once(spooling, client, alice, alice_key):
@@ -73,7 +74,7 @@ def test_a_stream_spools_its_record_when_it_ends(spooling, live_server, alice_ke
 def test_a_batch_inserted_twice_is_one_record(spooling, client, alice_key):
     chat(client, alice_key)
     [entry] = queued()
-    shared_cache.redis().rpush(spool.queue_key(), entry, entry)
+    shared_cache.redis().rpush(spool.QUEUE, entry, entry)
     assert spool.drain_all() == 1
     assert UsageRecord.objects.count() == 1 and spool.pending() == 0
 
@@ -82,16 +83,72 @@ def test_a_flusher_that_died_mid_batch_loses_nothing(spooling, client, alice_key
     for _ in range(3):
         chat(client, alice_key)
     client_ = shared_cache.redis()
-    claims = shared_cache.raw_key("usage:spool:claims")
-    dead = shared_cache.raw_key("usage:spool:claim:dead")
+    claims = spool.CLAIMS
+    dead = f"{spool.QUEUE}:claim:dead"
     # A flusher claims the batch, then dies before its INSERT.
-    assert len(client_.eval(spool._CLAIM, 3, spool.queue_key(), claims, dead, 100, time.time())) == 3
+    assert len(client_.eval(spool._CLAIM, 3, spool.QUEUE, claims, dead, 100, time.time())) == 3
     assert spool.pending() == 0 and spool.drain() == 0
     assert spool.recover() == 0  # a fresh claim is left to its flusher
     assert spool.recover(stale_seconds=0) == 1
     assert spool.drain_all() == 3
     assert UsageRecord.objects.count() == 3
     assert client_.zcard(claims) == 0 and not client_.exists(dead)
+
+
+def test_a_record_postgresql_refuses_is_dropped_and_the_rest_go_in(spooling, client, alice_key, caplog):
+    chat(client, alice_key)
+    chat(client, alice_key)
+    [good, other] = queued()
+    bad = json.loads(good)
+    bad |= {"request_id": "req_bad", "status": 70_000}  # out of range for the column
+    shared_cache.redis().lpush(spool.QUEUE, json.dumps(bad))
+    assert spool.drain_all() == 2
+    assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == sorted(json.loads(r)["request_id"] for r in (good, other))
+    assert spool.pending() == 0
+    assert "usage record req_bad refused by PostgreSQL (DataError)" in caplog.text
+    assert [json.loads(r)["request_id"] for r in shared_cache.redis().lrange(spool.REFUSED, 0, -1)] == ["req_bad"]
+
+
+def test_postgresql_away_puts_the_batch_straight_back(spooling, client, alice_key, monkeypatch):
+    from django.db import OperationalError
+
+    chat(client, alice_key)
+    chat(client, alice_key)
+
+    def away(records):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(spool, "insert", away)
+    with pytest.raises(OperationalError):
+        spool.drain()
+    assert spool.pending() == 2 and shared_cache.redis().zcard(spool.CLAIMS) == 0  # not left for a minute
+    monkeypatch.undo()
+    assert spool.drain_all() == 2
+
+
+def test_values_no_column_would_take_are_made_to_fit(spooling, alice):
+    from metrics.services import usage_record
+
+    odd = {
+        "user_id": alice.pk,
+        "model_requested": "openai/x\x00" + json.loads('"\\ud800"') + "y" * 300,
+        "status": 200,
+        "error_class": "e" * 90,
+        "prompt_tokens": -5,
+        "completion_tokens": 10**12,
+        "cost_usd": "1e30",
+        "ip": "not-an-ip",
+        "user_agent": "agent\x00",
+    }
+    shared_cache.redis().rpush(spool.QUEUE, spool.encode({**odd, "request_id": "req_spooled"}))
+    assert spool.drain_all() == 1
+    usage_record(**odd, request_id="req_direct")
+    for record in UsageRecord.objects.all():
+        assert record.model_requested.startswith("openai/x?y") and len(record.model_requested) == 120
+        assert len(record.error_class) == 40 and record.user_agent == "agent"
+        assert record.prompt_tokens == 0 and record.completion_tokens == 2**31 - 1
+        assert record.cost_usd == Decimal("999999.99999999") and record.ip is None
+    assert UsageRecord.objects.count() == 2
 
 
 def test_an_erased_account_loses_its_records_and_blocks_no_one(spooling, client, alice, alice_key, bob, upstream):
