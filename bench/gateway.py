@@ -456,8 +456,8 @@ class Sampler(threading.Thread):
         self.join(5)
 
 
-def start_aura(procs: Processes, env: dict, port: int) -> Service:
-    # The Procfile's web line, bound to loopback.
+def start_aura(procs: Processes, env: dict, port: int, *, name: str = "aura", cwd: Path = ROOT) -> Service:
+    # The Procfile's web line, bound to loopback (``cwd``: a checkout of another revision, for bench/gateway_ab.py).
     argv = [
         str(VENV_BIN / "gunicorn"),
         "aura.wsgi",
@@ -476,7 +476,7 @@ def start_aura(procs: Processes, env: dict, port: int) -> Service:
         "--access-logfile",
         "-",
     ]
-    return procs.start("aura", argv, env=env)
+    return procs.start(name, argv, env=env, cwd=cwd)
 
 
 def worker_rss_kb(master: Service) -> dict:

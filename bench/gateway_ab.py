@@ -1,0 +1,101 @@
+"""AURA against AURA at another git revision, side by side in one run: which change made it faster.
+
+    .venv/bin/python bench/gateway_ab.py --before REV [--rounds 8] [--calls 300] [--seconds 4]
+
+From the repository root. The machine is shared and its speed drifts from minute to minute, so two
+benchmark runs minutes apart cannot tell a 10% change from noise. This starts both versions at
+once, exactly as bench/gateway.py starts AURA (the Procfile's web command, gunicorn with gevent,
+production settings, the same PostgreSQL database ``aura_bench`` and Redis database 14), the older
+one from a ``git worktree`` of REV, both in front of one fast stand-in upstream, and measures them
+in alternating rounds, in a shuffled order each round:
+
+- added latency: ``--calls`` sequential non-stream calls on one keep-alive connection (p50 minus
+  the upstream's own p50, measured in the same round);
+- throughput: 50 keep-alive connections for ``--seconds``: requests/s.
+
+It prints the median over the rounds for each version and their ratio, and removes the worktree.
+The schema is migrated by the current tree: REV must not need a different one. Nothing is written
+to the repository; no key is printed.
+"""
+
+import argparse
+import random
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gateway as bench  # noqa: E402 -- the sibling module, found through the path set just above
+
+
+def measure(port: int, identities: list[dict], calls: int, seconds: float) -> tuple[float, float]:
+    """(p50 ms of sequential calls, requests/s at 50 connections) against one target."""
+    common = {"host": bench.HOST, "path": "/v1/chat/completions", "port": port, "identities": identities, "body": bench.PROMPT}
+    sequential = bench.loadgen({**common, "mode": "sequential", "count": calls, "warmup": 30, "max_seconds": 120}, 200)
+    busy = bench.loadgen({**common, "mode": "throughput", "connections": bench.CONNECTIONS, "duration": seconds}, seconds + 90)
+    if sequential["errors"] or busy["errors"]:
+        raise RuntimeError(f"errors against port {port}: {sequential['errors']} sequential, {busy['errors']} concurrent")
+    return sequential["latency_ms"]["p50"], busy["rps"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", required=True, help="the git revision to compare against (a commit, tag or branch)")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="aura-ab-"))
+    checkout = tmp / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(checkout), args.before], cwd=bench.ROOT, check=True, capture_output=True)  # noqa: S603, S607
+    procs = bench.Processes(tmp)
+    try:
+        bench.say("starting the upstream")
+        upstream = bench.start_upstream(procs, "upstream-fast", 0)
+        env = bench.aura_env()
+        bench.ensure_database(env)
+        bench.say("seeding the tenants")
+        run_id = f"ab-{secrets.token_hex(4)}"
+        tenants = bench.seed_tenants(env, run_id, {"fast": upstream})["fast"]
+        identities = [{"Authorization": f"Bearer {key}"} for key in tenants]
+        ports = {}
+        for name, cwd in (("before", checkout), ("now", bench.ROOT)):
+            ports[name] = bench.free_port()
+            service = bench.start_aura(procs, env, ports[name], name=f"aura-{name}", cwd=cwd)
+            bench.wait_ready(service, ports[name], "/v1/models", identities[0], 60)
+        direct = [{"Authorization": f"Bearer {bench.UPSTREAM_KEY}"}]
+        results = {name: {"added": [], "rps": []} for name in ports}
+        rng = random.Random(20261127)
+        for round_ in range(1, args.rounds + 1):
+            bench.wait_quiet(60)
+            base, _ = measure(upstream, direct, args.calls, 1)
+            order = list(ports)
+            rng.shuffle(order)
+            for name in order:
+                p50, rps = measure(ports[name], identities, args.calls, args.seconds)
+                results[name]["added"].append(p50 - base)
+                results[name]["rps"].append(rps)
+            bench.say(
+                f"round {round_}: " + ", ".join(f"{n} +{results[n]['added'][-1]:.2f} ms {results[n]['rps'][-1]:,.0f} req/s" for n in ports)
+            )
+        before = {k: statistics.median(v) for k, v in results["before"].items()}
+        now = {k: statistics.median(v) for k, v in results["now"].items()}
+        print(f"AURA now against AURA at {args.before}: medians of {args.rounds} interleaved rounds")
+        added, rps = now["added"] / before["added"], now["rps"] / before["rps"]
+        print(f"  added latency p50, 1 connection: before {before['added']:.2f} ms, now {now['added']:.2f} ms ({added:.2f}x)")
+        print(f"  requests/s at {bench.CONNECTIONS} connections: before {before['rps']:,.0f}, now {now['rps']:,.0f} ({rps:.2f}x)")
+        return 0
+    finally:
+        procs.stop_all()
+        subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=bench.ROOT, check=False, capture_output=True)  # noqa: S603, S607
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
