@@ -87,6 +87,24 @@ def guarded(operation: str, call, default):
         return default
 
 
+def get_many_raw(keys: list[str]) -> dict[str, bytes]:
+    """Several keys' stored bytes in one round trip (Redis only: {} otherwise); ``loads`` decodes them."""
+    client = redis()
+    if client is None:
+        return {}
+
+    def run():
+        values = client.mget([raw_key(key) for key in keys])
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    return guarded("get_many", run, {})
+
+
+def loads(value: bytes):
+    """A cache value from the bytes Redis holds, as Django's cache would return it."""
+    return backend()._cache._serializer.loads(value)
+
+
 def get(key: str, default=None):
     return guarded("get", lambda: backend().get(key, default), default)
 

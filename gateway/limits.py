@@ -38,16 +38,21 @@ IN_FLIGHT_STALE = 15 * 60  # longer than any call may last (gunicorn's timeout, 
 TOUCH_SECONDS = 60
 
 # Statuses the check returns.
-OK, RPM, TPM, QUOTA, CONCURRENCY, UNSEEDED = 0, 1, 2, 3, 4, -1
+OK, RPM, TPM, QUOTA, CONCURRENCY, UNSEEDED, STALE = 0, 1, 2, 3, 4, -1, -2
 
+# KEYS 1-11: _names(); then the peeked keys, the first ARGV[13] of them expected to hold entries
+# whose SHA-1s are ARGV[14...]: if one does not, nothing is counted (STALE).
 _CHECK = """
 local w = tonumber(ARGV[1])
 local function used(cur, prev)
   return tonumber(redis.call('GET', KEYS[cur]) or 0) + w * tonumber(redis.call('GET', KEYS[prev]) or 0)
 end
-local touched = redis.call('SET', KEYS[11], 1, 'EX', ARGV[11], 'NX') and 1 or 0
 local peeked = {}
 for i = 12, #KEYS do peeked[#peeked + 1] = redis.call('GET', KEYS[i]) or '' end
+for j = 1, tonumber(ARGV[13]) do
+  if redis.sha1hex(peeked[j]) ~= ARGV[13 + j] then return {-2, 0, 0, 0, 0, 0, 0, 0, peeked} end
+end
+local touched = redis.call('SET', KEYS[11], 1, 'EX', ARGV[11], 'NX') and 1 or 0
 local quota = redis.call('GET', KEYS[9])
 if not quota then return {-1, 0, 0, 0, 0, 0, 0, touched, peeked} end
 quota = tonumber(quota)
@@ -175,7 +180,7 @@ def _lput(name: str, value, now: float, ttl: int) -> None:
 
 
 def _local_check(names: list[str], args: list) -> list[int]:
-    weight, a_rpm, k_rpm, a_tpm, k_tpm, monthly, concurrent, now, request_id, stale, touch_ttl, window_ttl = args
+    weight, a_rpm, k_rpm, a_tpm, k_tpm, monthly, concurrent, now, request_id, stale, touch_ttl, window_ttl = args[:12]
     with _local_lock:
         touched = _lget(names[10], now, None) is None
         if touched:
@@ -237,11 +242,17 @@ def local_reset() -> None:
 # The rules ----------------------------------------------------------------------------
 
 
-def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float, peek: tuple[str, ...] = ()) -> Counts | None:
+def check(
+    user_id: int, key_id: int, limits: Limits, request_id: str, now: float, peek: tuple[str, ...] = (), expect: dict | None = None
+) -> Counts | None:
     """Check and count one call atomically; None when the shared cache is unavailable (fail open).
 
-    ``peek`` names other cache keys to read in the same round trip (Redis only).
+    ``peek`` names other cache keys to read in the same round trip (Redis only). ``expect`` maps
+    cache keys to the SHA-1 of the entries they must hold for the call to be counted at all
+    (status STALE otherwise); they are read (peeked) too.
     """
+    expect = expect or {}
+    peek = (*expect, *(name for name in peek if name not in expect))
     minute, into = divmod(now, 60)
     names = _names(user_id, key_id, int(minute), month_start().strftime("%Y%m"))
     client = None
@@ -258,11 +269,15 @@ def check(user_id: int, key_id: int, limits: Limits, request_id: str, now: float
         IN_FLIGHT_STALE,
         TOUCH_SECONDS,
         WINDOW_TTL,
+        len(expect),
+        *expect.values(),
     ]
 
     def run():
         nonlocal client
         client = cache.redis()
+        if expect and client is None:
+            return [STALE, 0, 0, 0, 0, 0, 0, 0, []]  # only Redis can tell whether its entries changed
         keys = names + [cache.raw_key(name) for name in peek] if client else names
         result = _redis_check(client, keys, args) if client else _local_check(names, args)
         if result[0] == UNSEEDED:
@@ -345,16 +360,26 @@ def _window_full(kind: str, name: str, plan: tuple[int, float], key: tuple[int, 
     )
 
 
-def enforce(caller, plan: Plan, request_id: str, now: float | None = None, peek: tuple[str, ...] = ()) -> tuple[dict, dict]:
+class Stale(Exception):
+    """The cache entries ``enforce`` was told to expect have changed: nothing was counted."""
+
+
+def enforce(
+    caller, plan: Plan, request_id: str, now: float | None = None, peek: tuple[str, ...] = (), expect: dict | None = None
+) -> tuple[dict, dict]:
     """Count this call against the plan's and the key's limits.
 
     Returns the x-ratelimit-* headers and the ``peek`` keys' raw values (when Redis read them),
-    or raises a 429.
+    or raises a 429, or ``Stale`` (see ``check``'s ``expect``).
     """
     limits = Limits.of(plan, caller)
-    counts = check(caller.user_id, caller.key_id, limits, request_id, time.time() if now is None else now, peek)
+    counts = check(caller.user_id, caller.key_id, limits, request_id, time.time() if now is None else now, peek, expect)
     if counts is None:
+        if expect:
+            raise Stale  # nothing could be checked: let the full path decide
         return {}, {}
+    if counts.status == STALE:
+        raise Stale
     if counts.touched:
         api_key_touch(caller.key_id)
     found = headers(limits, counts)

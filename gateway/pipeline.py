@@ -15,6 +15,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from aura import cache
 from aura.http import client_ip
 from billing.plans import Plan
 from billing.selectors import current_plan
@@ -97,13 +98,18 @@ def start(request, endpoint: str) -> Context:
 # authenticate ----------------------------------------------------------------------
 
 
-def authenticate(ctx: Context, request) -> services.Caller:
-    """Who is calling, with the account's plan and sealed vault: one cache round trip on a warm key."""
+def _presented_key(request) -> str:
     header = request.META.get("HTTP_AUTHORIZATION", "")
     scheme, _, secret = header.partition(" ")
     if scheme.lower() != "bearer":
         secret = request.META.get("HTTP_X_API_KEY", "")
-    caller, prefetched = services.api_key_admit(secret.strip()) if secret else (None, {})
+    return secret.strip()
+
+
+def authenticate(ctx: Context, request, secret: str | None = None) -> services.Caller:
+    """Who is calling, with the account's plan and sealed vault: one cache round trip on a warm key."""
+    secret = _presented_key(request) if secret is None else secret
+    caller, prefetched = services.api_key_admit(secret) if secret else (None, {})
     if caller is None:
         raise errors.invalid_api_key()
     ctx.caller = caller
@@ -112,20 +118,58 @@ def authenticate(ctx: Context, request) -> services.Caller:
     return caller
 
 
+# Per account, the breakers its last call's providers have: a warm call reads them with its limits.
+_breaker_names: dict[int, tuple[str, ...]] = {}
+
+
 def admit(ctx: Context, request) -> services.Caller:
-    """Authenticate the key, then count the call against the plan's and the key's limits."""
-    caller = authenticate(ctx, request)
+    """Authenticate the key, then count the call against the plan's and the key's limits.
+
+    A key this node has admitted before takes one round trip for both: the limits script counts the
+    call only if the key's and the plan's cache entries are still the ones it was admitted under,
+    and reads the vault and the providers' circuit breakers as well. Otherwise (a revoked key, a
+    changed setting or plan, an expired entry), nothing was counted and the full path runs.
+    """
+    secret = _presented_key(request)
+    known = services.api_key_known(secret) if secret else None
+    if known is not None:
+        caller, plan_code, expect = known
+        ctx.caller, ctx.plan = caller, current_plan(caller.user_id, cached=plan_code)
+        vault_key = services.vault_cache_key(caller.user_id)
+        try:
+            ctx.limit_headers, peeked = _enforce(ctx, peek=(vault_key, *_breaker_names.get(caller.user_id, ())), expect=expect)
+        except limits.Stale:
+            services.api_key_unknown(secret)
+        else:
+            vault = peeked.pop(vault_key, None)
+            ctx.vault = services.sealed_vault(caller.user_id, cached=cache.loads(vault) if vault else None)
+            _admitted(ctx, peeked)
+            return caller
+    caller = authenticate(ctx, request, secret)
     keys = ctx.vault.keys if ctx.vault else ()
+    # The same round trip reads the circuit breakers of the account's providers.
+    ctx.limit_headers, peeked = _enforce(ctx, peek=routing.breaker_names(keys))
+    _admitted(ctx, peeked)
+    return caller
+
+
+def _enforce(ctx: Context, **options) -> tuple[dict, dict]:
     try:
-        # The same round trip reads the circuit breakers of the account's providers.
-        ctx.limit_headers, peeked = limits.enforce(caller, ctx.plan, ctx.request_id, peek=routing.breaker_names(keys))
+        return limits.enforce(ctx.caller, ctx.plan, ctx.request_id, **options)
     except ApiError as error:
         ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
         raise
+
+
+def _admitted(ctx: Context, peeked: dict) -> None:
     ctx.admitted = True
-    if peeked:
+    keys = ctx.vault.keys if ctx.vault else ()
+    names = routing.breaker_names(keys)
+    if len(_breaker_names) >= 100_000:
+        _breaker_names.clear()
+    _breaker_names[ctx.caller.user_id] = names
+    if peeked and all(name in peeked for name in names):
         ctx.breakers = routing.breakers(keys, found=peeked)
-    return caller
 
 
 def finish(ctx: Context) -> None:
@@ -900,5 +944,11 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
     except (*upstream.StreamBroken, ValueError) as error:
         settle(502, type(error).__name__[:40])
         yield failure(f"The stream from {name} broke off.", "stream_interrupted")
+    except Exception as error:  # a chunk the adapter could not make sense of
+        log.error("stream from %s unreadable (%s, %s)", name, type(error).__name__, ctx.request_id)
+        settle(502, "stream_unreadable")
+        yield failure(f"{name} sent a stream AURA could not read.", "upstream_invalid")
     finally:
+        if not accounted:  # ended some other way (the worker stopping mid-stream): still one record
+            settle(499, "stream_aborted")
         response.close()

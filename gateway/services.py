@@ -89,8 +89,12 @@ def api_key_admit(secret: str) -> tuple[Caller | None, dict]:
     digest = _digest(secret)
     auth_key = _auth_cache_key(digest)
     owner = _owners.get(digest)
+    raw = {}
     if owner is None:
         found = {auth_key: cache.get(auth_key)}
+    elif cache.redis() is not None:
+        raw = cache.get_many_raw([auth_key, plan_cache_key(owner), _vault_cache_key(owner)])
+        found = {name: cache.loads(value) for name, value in raw.items()}
     else:
         found = cache.get_many([auth_key, plan_cache_key(owner), _vault_cache_key(owner)])
     cached = found.get(auth_key)
@@ -107,7 +111,42 @@ def api_key_admit(secret: str) -> tuple[Caller | None, dict]:
         _owners[digest] = cached.user_id
         return cached, {}
     prefetched = {"plan": found.get(plan_cache_key(owner)), "vault": found.get(_vault_cache_key(owner))}
+    if auth_key in raw and plan_cache_key(owner) in raw:
+        # SHA-1 because Redis scripts have it (redis.sha1hex): it tells a changed entry, no secret rests on it.
+        expect = {name: hashlib.sha1(raw[name]).hexdigest() for name in (auth_key, plan_cache_key(owner))}  # noqa: S324
+        _remember(digest, cached, prefetched["plan"], expect)
     return cached, prefetched
+
+
+# A warm key is admitted in one round trip: each node remembers, per key, the caller and the plan
+# it last admitted and a digest of each cache entry they came from. The limits script counts a
+# call under them only if those entries are still exactly what they were, so a revoked key, a
+# changed key setting, a new plan or an expired entry takes the full path (api_key_admit).
+_known: dict[str, tuple[Caller, str, dict[str, str]]] = {}
+
+
+def _remember(digest: str, caller: Caller, plan_code, expect: dict[str, str]) -> None:
+    if len(_known) >= _OWNERS_MAX:
+        _known.clear()
+    _known[digest] = (caller, plan_code, expect)
+
+
+def api_key_known(secret: str) -> tuple[Caller, str, dict[str, str]] | None:
+    """What this node last admitted for the key: (caller, plan code, {cache key: sha1 of its entry})."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 100:
+        return None
+    return _known.get(_digest(secret))
+
+
+def api_key_unknown(secret: str) -> None:
+    """Forget what ``api_key_known`` remembered (its entries changed)."""
+    _known.pop(_digest(secret), None)
+
+
+def api_keys_known_reset() -> None:
+    """Forget every key this node remembered (tests)."""
+    _known.clear()
+    _owners.clear()
 
 
 def api_key_authenticate(secret: str) -> Caller | None:
@@ -148,6 +187,10 @@ def api_key_touch(key_id: int) -> None:
 
 class ProviderKeyError(ValueError):
     """A provider key that cannot be saved; the message is safe to show."""
+
+
+def vault_cache_key(user_id: int) -> str:
+    return _vault_cache_key(user_id)
 
 
 def _vault_cache_key(user_id: int) -> str:

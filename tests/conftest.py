@@ -71,6 +71,7 @@ def _clean_cache():
     cache.clear()
     limits.local_reset()
     routing.health_reset()
+    services.api_keys_known_reset()
     yield
     cache.clear()
 

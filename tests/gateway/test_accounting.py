@@ -71,3 +71,47 @@ def test_only_the_usage_insert_skips_the_wal_flush(transactional_db, alice):
     with connection.cursor() as cursor:
         cursor.execute("SHOW synchronous_commit")
         assert cursor.fetchone()[0] == "on"  # the next write on this connection is durable again
+
+
+@pytest.fixture
+def odd_upstream():
+    """An OpenAI-compatible server whose stream carries a chunk that is valid JSON but not an object."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 -- http.server's naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            self.wfile.write(b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n')
+            self.wfile.write(b"data: [1]\n\ndata: [DONE]\n\n")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_stream_aura_cannot_read_ends_in_an_error_event_and_is_accounted(live_server, alice, odd_upstream):
+    from gateway import services
+
+    services.provider_key_save(user=alice, provider="custom", api_key="sk-odd-0123456789", base_url=odd_upstream, label="odd")
+    _key, secret = services.api_key_issue(user=alice, name="odd")
+    body = {"model": "odd/some-model", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    with requests.post(
+        live_server.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}, stream=True, timeout=20
+    ) as response:
+        text = response.content.decode()
+    assert response.status_code == 200
+    assert '"content":"Hi"' in text and '"code":"upstream_invalid"' in text and "Traceback" not in text
+    deadline = time.time() + 5
+    while not UsageRecord.objects.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    record = UsageRecord.objects.get()
+    assert record.status == 502 and record.error_class == "stream_unreadable" and record.stream

@@ -1,0 +1,74 @@
+"""A warm key is admitted in one Redis round trip, and every change to what admitted it still counts at once."""
+
+import json
+import os
+
+import pytest
+
+from aura import cache as shared_cache
+from gateway import services
+from gateway.models import ApiKey, ProviderKey
+from tests.conftest import subscribe
+
+pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="one round trip is a Redis script")
+
+HELLO = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def call(client, key):
+    return client.post("/v1/chat/completions", data=json.dumps(HELLO), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {key}")
+
+
+def commands() -> dict[str, int]:
+    stats = shared_cache.redis().info("commandstats")
+    return {name.removeprefix("cmdstat_"): value["calls"] for name, value in stats.items()}
+
+
+def sent_during(client, key) -> dict[str, int]:
+    before = commands()
+    response = call(client, key)
+    assert response.status_code == 200
+    after = commands()
+    return {name: after[name] - before.get(name, 0) for name in after if after[name] != before.get(name, 0)}
+
+
+def test_a_warm_key_costs_one_script_call_and_no_get(client, alice_key):
+    call(client, alice_key)  # the first call finds the key in the database and learns whose it is
+    second = sent_during(client, alice_key)  # (commands a script runs count as well)
+    assert second.get("mget") == 1 and second.get("evalsha") == 1  # key, plan and vault, then the limits
+    sent = sent_during(client, alice_key)
+    assert sent.get("evalsha") == 1 and "mget" not in sent  # from now on the limits script brings them
+    assert sent_during(client, alice_key).get("evalsha") == 1
+
+
+def warm(client, key):
+    for _ in range(3):
+        assert call(client, key).status_code == 200
+
+
+def test_a_revoked_warm_key_is_refused_at_once(client, alice_key):
+    warm(client, alice_key)
+    services.api_key_revoke(key=ApiKey.objects.get(name="tests"))
+    response = call(client, alice_key)
+    assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_warm_keys_new_limit_applies_to_its_next_call(client, alice_key):
+    warm(client, alice_key)
+    services.api_key_configure(key=ApiKey.objects.get(name="tests"), rpm_limit=7)
+    assert call(client, alice_key)["x-ratelimit-limit-requests"] == "7"
+
+
+def test_a_new_plan_applies_to_the_next_call(client, alice, alice_key):
+    free = call(client, alice_key)["x-ratelimit-limit-requests"]
+    warm(client, alice_key)
+    subscribe(alice, "team")
+    team = call(client, alice_key)["x-ratelimit-limit-requests"]
+    assert int(team) > int(free)
+
+
+def test_a_deleted_provider_key_is_gone_for_the_next_call(client, alice_key):
+    warm(client, alice_key)
+    services.provider_key_delete(key=ProviderKey.objects.get(provider="openai"))
+    response = call(client, alice_key)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "provider_key_missing"
