@@ -26,38 +26,81 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 
-_INT_MAX = 2**31 - 1
 _MONEY_MAX = Decimal("999999.99999999")  # numeric(14, 8)
+
+
+def _text(limit: int | None):
+    def clean(value):
+        if not isinstance(value, str):
+            return value
+        if not value.isascii():
+            value = value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes "?"
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        return value[:limit] if limit and len(value) > limit else value
+
+    return clean
+
+
+def _count(maximum: int):
+    def clean(value):
+        if type(value) is int and 0 <= value <= maximum:
+            return value
+        if value is None:
+            return None
+        try:
+            return min(max(int(value), 0), maximum)
+        except (TypeError, ValueError, OverflowError):
+            return 0
+
+    return clean
+
+
+def _money(value):
+    if value is None:
+        return None
+    try:
+        value = value if type(value) is Decimal else Decimal(value)
+        return value if -_MONEY_MAX <= value <= _MONEY_MAX else min(max(value, -_MONEY_MAX), _MONEY_MAX)
+    except (ArithmeticError, TypeError, ValueError):  # NaN, garbage
+        return Decimal(0)
+
+
+def _address(value):
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
+def _cleaner(field):
+    if isinstance(field, models.GenericIPAddressField):
+        return _address
+    if isinstance(field, models.PositiveSmallIntegerField):
+        return _count(32767)
+    if isinstance(field, models.PositiveIntegerField):
+        return _count(2**31 - 1)
+    if isinstance(field, models.DecimalField):
+        return _money
+    if isinstance(field, (models.CharField, models.TextField)):
+        return _text(field.max_length)
+    return None
+
+
+_CLEANERS = {}
+for _field in UsageRecord._meta.concrete_fields:
+    if (_clean := _cleaner(_field)) is not None:
+        _CLEANERS[_field.name] = _CLEANERS[_field.attname] = _clean
 
 
 def usage_fields_clean(fields: dict) -> dict:
     """The fields as every column accepts them, whatever a client or an upstream sent: text without
     NUL or lone surrogates and within its length, counts as whole numbers in range, money within
     the column, an IP address or nothing. One odd value must not cost a record (or, spooled, a batch)."""
-    clean = {}
-    for name, value in fields.items():
-        field = _FIELDS_BY_NAME.get(name)
-        if isinstance(value, str):
-            value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
-            if field is not None and field.max_length:
-                value = value[: field.max_length]
-        if isinstance(field, models.GenericIPAddressField) and value is not None:
-            try:
-                value = str(ipaddress.ip_address(value))
-            except ValueError:
-                value = None
-        elif isinstance(field, (models.PositiveIntegerField, models.PositiveSmallIntegerField)) and value is not None:
-            try:
-                value = min(max(int(value), 0), 32767 if isinstance(field, models.PositiveSmallIntegerField) else _INT_MAX)
-            except (TypeError, ValueError, OverflowError):
-                value = 0
-        elif isinstance(field, models.DecimalField) and value is not None:
-            try:
-                value = min(max(Decimal(value), -_MONEY_MAX), _MONEY_MAX)
-            except (ArithmeticError, TypeError, ValueError):  # NaN, infinities, garbage
-                value = Decimal(0)
-        clean[name] = value
-    return clean
+    cleaners = _CLEANERS
+    return {name: cleaners[name](value) if name in cleaners else value for name, value in fields.items()}
 
 
 def usage_record(**fields) -> UsageRecord:
@@ -79,9 +122,6 @@ def usage_record(**fields) -> UsageRecord:
         cursor.execute(_usage_insert_sql(), values)
         record.pk = cursor.fetchone()[0]
     return record
-
-
-_FIELDS_BY_NAME = {f.name: f for f in UsageRecord._meta.concrete_fields} | {f.attname: f for f in UsageRecord._meta.concrete_fields}
 
 
 def _usage_insert_fields():

@@ -95,18 +95,20 @@ def _json(value):
     raise TypeError(type(value).__name__)
 
 
+_ABSENT = object()
+_ENCODER = json.JSONEncoder(default=_json, separators=(",", ":"))
+
+
 def encode(fields: dict) -> bytes:
     """One record as the spool holds it: its model fields by column name, JSON."""
     fields = usage_fields_clean(fields)
     row = {}
     for field in _FIELDS:
-        if field.attname in fields:
-            row[field.column] = fields[field.attname]
-        elif field.name in fields:
-            row[field.column] = fields[field.name]
-        else:
-            row[field.column] = field.get_default()
-    return json.dumps(row, default=_json, separators=(",", ":")).encode()
+        value = fields.get(field.attname, _ABSENT)
+        if value is _ABSENT:
+            value = fields.get(field.name, _ABSENT)
+        row[field.column] = field.get_default() if value is _ABSENT else value
+    return _ENCODER.encode(row).encode()
 
 
 def push(pipe, records: list[bytes]) -> None:
