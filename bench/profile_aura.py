@@ -58,6 +58,7 @@ def main() -> int:
     parser.add_argument(
         "--worker-class", choices=("sync", "gevent"), default="sync", help="gevent: as the Procfile runs it, one keep-alive connection"
     )
+    parser.add_argument("--stream", action="store_true", help="streamed calls (10 chunks back to back each), to see what relaying costs")
     args = parser.parse_args()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, bench._interrupt)
@@ -94,7 +95,8 @@ def main() -> int:
         aura = procs.start("aura", argv, env={**env, **env_extra, "AURA_BENCH_PROFILE_OUT": str(out)})
         bench.wait_ready(aura, port, "/v1/models", identities[0], 60)
         spec = {"mode": "sequential", "host": bench.HOST, "port": port, "path": "/v1/chat/completions", "identities": identities}
-        spec.update(body=bench.PROMPT, count=args.calls, warmup=0, collect_header="x-aura-overhead-ms", max_seconds=600)
+        body = {**bench.PROMPT, "stream": True} if args.stream else bench.PROMPT
+        spec.update(body=body, count=args.calls, warmup=0, collect_header="x-aura-overhead-ms", max_seconds=600)
         result = bench.loadgen(spec, 700)
         print(
             f"{result['ok']} calls ({result['errors']} errors) under cProfile: p50 {result['latency_ms']['p50']:.2f} ms, "
