@@ -217,10 +217,13 @@ if REDIS_URL:
                 "socket_timeout": REDIS_SOCKET_TIMEOUT,
                 "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
                 # One pool per process (aura.cache), shared by every greenlet: at most this many
-                # connections, and a call waits briefly for a free one rather than failing.
+                # connections, and a call waits for a free one rather than failing. A wait that
+                # times out counts as Redis being down (limits fail open for a few seconds), so it
+                # is longer than the socket timeout: in a burst of a thousand streams on a busy
+                # CPU, 0.5 s was not always enough (seen in bench/gateway.py).
                 "pool_class": "redis.BlockingConnectionPool",
                 "max_connections": env_int("REDIS_MAX_CONNECTIONS", 200, 1),
-                "timeout": REDIS_SOCKET_TIMEOUT,
+                "timeout": env_int("REDIS_POOL_TIMEOUT_MS", 2000, 1) / 1000,
             },
         }
     }

@@ -922,8 +922,9 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
 
     name = ctx.route.provider.name
     assembler = Assembler() if cache_store else None
+    lines = upstream.iter_lines(response)
     try:
-        for item in adapter.stream_chunks(upstream.iter_lines(response), call, state):
+        for item in adapter.stream_chunks(lines, call, state):
             if assembler:
                 assembler.add(item)
             yield sse(item)
@@ -932,6 +933,7 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
             if assembler and state.usage.reported:
                 cache_store(assembler.answer(state.usage))
             yield sse("[DONE]")
+            upstream.drain(response, lines)  # the client has its answer; keep the connection
         else:
             settle(502, "stream_incomplete")
             yield failure(f"{name} ended the stream early.", "stream_incomplete")
