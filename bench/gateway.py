@@ -475,6 +475,7 @@ def start_aura(procs: Processes, env: dict, port: int, *, name: str = "aura", cw
         "30",
         "--access-logfile",
         "-",
+        *(["--logger-class", "aura.gunicorn_logging.AccessLogger"] if (cwd / "aura" / "gunicorn_logging.py").exists() else []),
     ]
     return procs.start(name, argv, env=env, cwd=cwd)
 
@@ -934,7 +935,7 @@ def main() -> int:
             "aura_tenants_per_upstream": TENANTS,
             "aura_tenant_plan": "team",
             "aura": "gunicorn aura.wsgi --worker-class gevent --workers 2 --worker-connections 1000 --timeout 120 --graceful-timeout 30 "
-            "--access-logfile - (Procfile web line, bound to 127.0.0.1)",
+            "--access-logfile - --logger-class aura.gunicorn_logging.AccessLogger (Procfile web line, bound to 127.0.0.1)",
             "litellm": "litellm --config <yaml> --host 127.0.0.1 --port <port> --num_workers 2 (no database, a master key)",
         },
         "litellm": {"available": False, "reason": "skipped (--no-litellm)", "version": None},

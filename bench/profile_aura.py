@@ -88,6 +88,8 @@ def main() -> int:
             "120",
             "--access-logfile",
             "-",
+            "--logger-class",
+            "aura.gunicorn_logging.AccessLogger",
             "--config",
             str(bench.BENCH / "gunicorn_profile.py"),
         ]

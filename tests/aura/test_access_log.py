@@ -1,0 +1,27 @@
+"""The web processes' access log: a line per request, but none for a /v1 call that succeeded (its usage record is its log)."""
+
+import time
+
+import requests
+
+from tests.conftest import web_server
+
+
+def test_successful_v1_calls_leave_no_access_line_and_the_rest_do(transactional_db, alice_key, tmp_path):
+    log = tmp_path / "access.log"
+    args = ("--workers", "1", "--access-logfile", str(log), "--logger-class", "aura.gunicorn_logging.AccessLogger")
+    with web_server(*args) as url:
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+        def chat(key):
+            return requests.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=20)
+
+        assert chat(alice_key).status_code == 200
+        assert chat("aura_wrong").status_code == 401
+        assert requests.get(url + "/privacy/", timeout=20).status_code == 200
+        time.sleep(0.5)
+    lines = log.read_text().splitlines()
+    assert any('"POST /v1/chat/completions HTTP/1.1" 401' in line for line in lines)
+    assert any('"GET /privacy/ HTTP/1.1" 200' in line for line in lines)
+    assert not any('/v1/chat/completions HTTP/1.1" 200' in line for line in lines)
+    assert not any("aura_wrong" in line or alice_key in line for line in lines)
