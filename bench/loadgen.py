@@ -160,7 +160,11 @@ def build_request(spec: dict, identity: dict, *, close: bool = False) -> bytes:
 def failure(response: Response, stream: bool) -> str | None:
     """Why a complete response does not count as a success, or None."""
     if response.status != 200:
-        return f"HTTP {response.status}"
+        try:  # an OpenAI-shaped error names its code (never a secret)
+            code = json.loads(response.body)["error"]["code"]
+        except (ValueError, KeyError, TypeError):
+            code = None
+        return f"HTTP {response.status}" + (f" {code}" if isinstance(code, str) else "")
     if stream:
         if b"data: [DONE]" not in response.body:
             return "stream without [DONE]"
