@@ -19,7 +19,9 @@ with ``data: [DONE]`` and carry no ``"error"`` event. Every loop is bounded in c
 and only loopback addresses are accepted.
 
 ``identities`` (extra headers, usually one key per tenant) spread the load over several callers:
-sequential calls take them in turn, each keep-alive connection keeps one, each stream takes the next.
+sequential calls take them in turn, each stream takes the next, and keep-alive connection number
+``c`` of ``n`` cycles through identities ``c``, ``c + n``, ``c + 2n``, … (only ``c`` when there are no
+more identities than connections).
 """
 
 import asyncio
@@ -315,11 +317,14 @@ class Pool:
         return True
 
     async def worker(self) -> None:
-        request = self.requests[self.workers % len(self.requests)]
+        mine = self.requests[self.workers % len(self.requests) :: self.spec.get("connections", 1)] or self.requests[:1]
         self.workers += 1
         conn = None
+        sent = 0
         try:
             while self.take():
+                request = mine[sent % len(mine)]
+                sent += 1
                 started = time.perf_counter()
                 try:
                     if conn is None:
