@@ -71,6 +71,47 @@ def test_a_stream_spools_its_record_when_it_ends(spooling, live_server, alice_ke
     assert record.stream and record.completion_tokens > 0 and record.request_id == response.headers["x-request-id"]
 
 
+def test_a_failed_attempt_and_its_fallback_are_both_spooled(spooling, client, alice_key, upstream):
+    from gateway import services
+    from gateway.models import ApiKey
+
+    services.api_key_configure(key=ApiKey.objects.get(name="tests"), fallback_models=["claude-haiku-4-5"])
+    upstream.fail_next(429, headers={"Retry-After": "30"})
+    response = chat(client, alice_key)
+    assert response.status_code == 200 and response["x-aura-route-reason"] == "fallback:429"
+    assert len(queued()) == 2 and not UsageRecord.objects.exists()
+    assert spool.drain_all() == 2
+    failed, served = UsageRecord.objects.order_by("id")
+    assert (failed.request_id, failed.status) == (response["x-request-id"] + "-1", 429)
+    assert (served.request_id, served.status, served.model_used) == (response["x-request-id"], 200, "claude-haiku-4-5")
+
+
+def test_a_client_that_leaves_mid_stream_is_spooled_too(spooling, live_server, alice_key, upstream):
+    import socket
+
+    upstream.chunk_delay_ms = 200
+    try:
+        host, port = live_server.url.removeprefix("http://").split(":")
+        body = json.dumps({"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "ECHO:" + "word " * 30}]})
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            request = (
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice_key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+            )
+            conn.sendall(request.encode())
+            received = b""
+            while received.count(b"data:") < 3:
+                received += conn.recv(4096)
+        deadline = time.time() + 15
+        while not queued() and time.time() < deadline:
+            time.sleep(0.1)
+        spool.drain_all()
+        record = UsageRecord.objects.get()
+        assert record.status == 499 and record.error_class == "client_disconnected" and 1 <= record.completion_tokens < 30
+    finally:
+        upstream.chunk_delay_ms = 0
+
+
 def test_a_batch_inserted_twice_is_one_record(spooling, client, alice_key):
     chat(client, alice_key)
     [entry] = queued()
