@@ -698,12 +698,15 @@ def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "", f
     request_id = ctx.request_id if final else f"{ctx.request_id}-{ctx.attempt}"
     try:
         fields = _record(ctx, request_id, usage, status, error_class)
-        if spool.enabled():
+    except Exception as error:
+        log.error("usage record for %s not made: %s", request_id, type(error).__name__)
+        return
+    if spool.enabled():
+        try:
             ctx.spooled.append((fields, spool.encode(fields)))  # handed over by finish(), with the limits
             return
-    except Exception as error:
-        log.error("usage record for %s not spooled: %s", request_id, type(error).__name__)
-        fields = _record(ctx, request_id, usage, status, error_class)
+        except Exception as error:
+            log.error("usage record for %s not spooled: %s", request_id, type(error).__name__)
     _insert_record(fields)
 
 

@@ -239,3 +239,14 @@ def test_the_web_process_drains_its_own_spool(transactional_db, alice, upstream)
             time.sleep(0.1)
         assert set(UsageRecord.objects.values_list("request_id", flat=True)) == ids
         assert spool.pending() == 0
+
+
+def test_a_record_the_spool_cannot_encode_is_written_directly(spooling, client, alice_key, monkeypatch, caplog):
+    def broken(fields):
+        raise TypeError("cannot encode")
+
+    monkeypatch.setattr(spool, "encode", broken)
+    response = chat(client, alice_key)
+    assert response.status_code == 200 and not queued()
+    assert UsageRecord.objects.get().request_id == response["x-request-id"]
+    assert f"usage record for {response['x-request-id']} not spooled: TypeError" in caplog.text
