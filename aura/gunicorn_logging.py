@@ -1,16 +1,21 @@
-"""gunicorn's logger for AURA's web processes: an access line per request, except for /v1 calls that succeeded.
+"""gunicorn's logger for AURA's web processes: an access line per request, except successful chat and embeddings calls.
 
-Every answered /v1 call already has its usage record (status, latency, IP, user agent, request id),
-kept and purged as the privacy policy says; a second line per call in the process's output would
-be another copy of each caller's IP to manage, and cost about a tenth of a millisecond of a call's
-CPU here. /v1 requests that failed (4xx, 5xx: a bad key, a limit, an upstream error) keep their line.
+Every answered chat or embeddings call already has its usage record (status, latency, IP, user
+agent, request id), kept and purged as the privacy policy says; a second line per call in the
+process's output would be another copy of each caller's IP to manage, and cost a fifth of a
+millisecond of a call here (bench/gateway_ab.py). Failed calls (4xx, 5xx: a bad key, a limit, an
+upstream error) and every other request, /v1/models included, keep their line.
 """
 
 from gunicorn.glogging import Logger
 
+# The /v1 endpoints that write a usage record for every call they answer.
+RECORDED = ("/v1/chat/completions", "/v1/embeddings")
+
 
 class AccessLogger(Logger):
     def access(self, resp, req, environ, request_time):
-        if environ.get("PATH_INFO", "").startswith("/v1/") and (resp.status_code or 0) < 400:
+        status = getattr(resp, "status_code", None)
+        if status is not None and status < 400 and environ.get("PATH_INFO") in RECORDED:
             return
         super().access(resp, req, environ, request_time)

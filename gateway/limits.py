@@ -18,6 +18,7 @@ run on an in-process table. If Redis is down, authenticated calls go through
 (fail open, logged by ``aura.cache``) rather than fail for everyone.
 """
 
+import logging
 import math
 import threading
 import time
@@ -31,6 +32,8 @@ from metrics.selectors import month_start, month_totals
 
 from .errors import ApiError
 from .services import api_key_touch
+
+log = logging.getLogger(__name__)
 
 WINDOW_TTL = 120  # a minute's counter outlives the next minute, which still reads it
 QUOTA_TTL = 40 * 86400
@@ -381,7 +384,10 @@ def enforce(
     if counts.status == STALE:
         raise Stale
     if counts.touched:
-        api_key_touch(caller.key_id)
+        try:  # "last used" is a courtesy: the call is counted already and must go on
+            api_key_touch(caller.key_id)
+        except Exception as error:
+            log.warning("last use of key %s not recorded: %s", caller.key_id, type(error).__name__)
     found = headers(limits, counts)
     if counts.status == RPM:
         raise _window_full("requests", "requests per minute (RPM)", (limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm), found)

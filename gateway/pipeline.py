@@ -155,14 +155,15 @@ def admit(ctx: Context, request) -> services.Caller:
 
 def _enforce(ctx: Context, **options) -> tuple[dict, dict]:
     try:
-        return limits.enforce(ctx.caller, ctx.plan, ctx.request_id, **options)
+        found = limits.enforce(ctx.caller, ctx.plan, ctx.request_id, **options)
     except ApiError as error:
         ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
         raise
+    ctx.admitted = True  # counted: whatever fails from here on, finish() frees the slot
+    return found
 
 
 def _admitted(ctx: Context, peeked: dict) -> None:
-    ctx.admitted = True
     keys = ctx.vault.keys if ctx.vault else ()
     names = routing.breaker_names(keys)
     if len(_breaker_names) >= 100_000:
@@ -949,8 +950,8 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
     except (*upstream.StreamBroken, ValueError) as error:
         settle(502, type(error).__name__[:40])
         yield failure(f"The stream from {name} broke off.", "stream_interrupted")
-    except Exception as error:  # a chunk the adapter could not make sense of
-        log.error("stream from %s unreadable (%s, %s)", name, type(error).__name__, ctx.request_id)
+    except Exception:  # a chunk the adapter could not make sense of (the log filter keeps only the class)
+        log.exception("stream from %s unreadable (%s)", name, ctx.request_id)
         settle(502, "stream_unreadable")
         yield failure(f"{name} sent a stream AURA could not read.", "upstream_invalid")
     finally:

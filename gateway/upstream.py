@@ -7,6 +7,7 @@ than the rest of AURA's hot path. ``Response`` keeps the few names the pipeline 
 
 import itertools
 import json
+import time
 
 import urllib3
 from django.conf import settings
@@ -102,14 +103,17 @@ def drain(response: Response, lines) -> None:
     a new one (about half a millisecond here, more with TLS). ``lines`` is the stream's
     ``iter_lines``; a provider that does not end the body at once loses the connection instead.
     """
-    sock = getattr(response.raw.connection, "sock", None)
-    if sock is None:
+    raw = response.raw
+    sock = getattr(raw.connection, "sock", None)
+    if sock is None or not (raw.chunked or raw.length_remaining is not None):  # ends only when closed: never reusable
         return
+    deadline = time.monotonic() + DRAIN_SECONDS
     try:
         sock.settimeout(DRAIN_SECONDS)  # the pool sets the next call's own timeout
         for _ in itertools.islice(lines, 64):
-            pass
-    except StreamBroken:
+            if time.monotonic() > deadline:
+                return
+    except Exception:  # noqa: S110 -- whatever it was, response.close() drops the connection instead
         pass
 
 

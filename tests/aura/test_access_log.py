@@ -19,9 +19,11 @@ def test_successful_v1_calls_leave_no_access_line_and_the_rest_do(transactional_
         assert chat(alice_key).status_code == 200
         assert chat("aura_wrong").status_code == 401
         assert requests.get(url + "/privacy/", timeout=20).status_code == 200
+        assert requests.get(url + "/v1/models", headers={"Authorization": f"Bearer {alice_key}"}, timeout=20).ok
         time.sleep(0.5)
     lines = log.read_text().splitlines()
     assert any('"POST /v1/chat/completions HTTP/1.1" 401' in line for line in lines)
     assert any('"GET /privacy/ HTTP/1.1" 200' in line for line in lines)
+    assert any('"GET /v1/models HTTP/1.1" 200' in line for line in lines)  # no usage record: its line stays
     assert not any('/v1/chat/completions HTTP/1.1" 200' in line for line in lines)
     assert not any("aura_wrong" in line or alice_key in line for line in lines)

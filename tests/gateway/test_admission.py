@@ -72,3 +72,16 @@ def test_a_deleted_provider_key_is_gone_for_the_next_call(client, alice_key):
     services.provider_key_delete(key=ProviderKey.objects.get(provider="openai"))
     response = call(client, alice_key)
     assert response.status_code == 400 and response.json()["error"]["code"] == "provider_key_missing"
+
+
+def test_a_failure_after_a_warm_admission_frees_its_slot(client, alice, alice_key, monkeypatch):
+    """The script counts the call before the vault is read: if reading it fails, the call still ends."""
+    warm(client, alice_key)
+
+    def down(*args, **kwargs):
+        raise RuntimeError("database away")
+
+    monkeypatch.setattr(services, "sealed_vault", down)
+    response = call(client, alice_key)
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert shared_cache.redis().zcard(f"rl:f:{alice.pk}") == 0  # not held for the 15 minutes a dead node's call is
