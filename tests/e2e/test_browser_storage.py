@@ -39,6 +39,12 @@ def test_local_storage_holds_the_theme_the_language_and_a_session_tag(page, dana
     assert tag not in cookie["value"]
 
     log_out(page)
+    # The signed-out page's script removes the tag once it runs, which may be just after its links
+    # show. (Polled from here: wait_for_function would evaluate a string, which the page's CSP forbids.)
+    for _ in range(100):
+        if "aura-session" not in local_storage(page):
+            break
+        page.wait_for_timeout(50)
     assert local_storage(page) == {"aura-theme": "dark", "aura-language": "en"}
 
 
