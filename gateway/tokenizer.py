@@ -133,8 +133,9 @@ def _reference(name: str) -> Callable[[str], int]:
     return lambda text: len(encode(text))
 
 
+@functools.cache
 def _native_module():
-    """bpe-openai's compiled module, loaded by itself: the package's ``__init__`` parses three
+    """bpe-openai's compiled module, loaded once and by itself: the package's ``__init__`` parses three
     vocabularies in Python at import (0.7 s and ~50 MB a process) that AURA never uses."""
     package_dir = Path(find_spec("bpe_openai").submodule_search_locations[0])
     path = str(next(package_dir.glob("_bindings*.so")))
