@@ -224,6 +224,10 @@ if REDIS_URL:
                 "pool_class": "redis.BlockingConnectionPool",
                 "max_connections": env_int("REDIS_MAX_CONNECTIONS", 200, 1),
                 "timeout": env_int("REDIS_POOL_TIMEOUT_MS", 2000, 1) / 1000,
+                # No CLIENT SETINFO on each new connection: two round trips, and redis-py reading
+                # its own version from the package metadata on disk, every time the pool grows (a
+                # burst of a thousand streams grew it by hundreds; bench/gateway.py, under py-spy).
+                "driver_info": None,
             },
         }
     }

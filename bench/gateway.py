@@ -97,6 +97,7 @@ CONNECTIONS = 50
 # passed the team plan's 3,000 requests a minute (3,493 429s in one run).
 TENANTS = {"fast": 150, "slow": 50}
 CHUNKS = 10
+PHASES = ("overhead", "throughput", "streams", "memory")
 SLOW_CHUNK_DELAY_MS = 100
 
 
@@ -370,7 +371,7 @@ def ensure_database(env: dict) -> None:
 def seed_user(env: dict, run_id: str, role: str, upstream_port: int) -> str:
     """A fresh user per run (the vault key is new each run), its OpenAI key and an AURA key."""
     email = f"bench-{role}-{run_id}@bench.aura.local"
-    manage(env, "aura", "user-create", "--email", email, "--password", secrets.token_urlsafe(24), "--name", f"Bench {role}")
+    manage(env, "aura", "user-create", "--email", email, f"--password={secrets.token_urlsafe(24)}", "--name", f"Bench {role}")
     base_url = f"http://{HOST}:{upstream_port}/v1"
     manage(env, "aura", "provider-add", "--email", email, "--provider", "openai", "--base-url", base_url, "--api-key", UPSTREAM_KEY)
     key = manage(env, "aura", "key-issue", "--email", email, "--name", f"bench {run_id}").strip()
@@ -625,6 +626,13 @@ def loadgen(spec: dict, timeout: float) -> dict:
     return json.loads(result.stdout)
 
 
+def mark(line: str) -> None:
+    """With BENCH_MARKS=<file>, note when each measurement starts and ends (for a profiler to attach)."""
+    if os.environ.get("BENCH_MARKS"):
+        with open(os.environ["BENCH_MARKS"], "a") as marks:
+            marks.write(f"{time.time():.3f} {line}\n")
+
+
 def noisy(result: dict) -> bool:
     """Whether processes outside the bench took more than 10% of the machine during a run."""
     return result["cpu_s"]["other"] > 0.10 * (os.cpu_count() or 1) * max(result.get("loadgen_wall_s", 1), 1)
@@ -654,9 +662,11 @@ class Bench:
         """One loadgen run against a target, with the CPU seconds each service group spent meanwhile;
         against AURA also the usage records written and the peak of PostgreSQL connections it held."""
         records = self.db.usage_records() if target.name == "aura" else None
+        mark(f"start {target.name} {spec['mode']} {spec.get('streams') or spec.get('count') or spec.get('calls') or spec.get('duration')}")
         before = cpu_snapshot()
         with Sampler(self.db.aura_connections) as connections:
             result = loadgen({"host": HOST, "path": "/v1/chat/completions", **spec}, timeout)
+        mark(f"end {target.name} {spec['mode']}")
         result["cpu_s"] = cpu_used(before, cpu_snapshot(), self.all_services)
         result["cpu_s"]["loadgen"] = round(result.pop("loadgen_cpu_s"), 2)  # exact, from its own rusage
         if records is not None:
@@ -875,32 +885,55 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def measure(bench: Bench, targets: list[Target], aura: Service) -> dict:
-    sizes = bench.sizes
+def measure(bench: Bench, targets: list[Target], aura: Service, phases: set[str]) -> dict:
     results: dict = {}
+    if "overhead" in phases:
+        measure_overhead(bench, targets, results)
+    if "throughput" in phases:
+        measure_throughput(bench, targets, results)
+    if "streams" in phases:
+        measure_streams(bench, targets, results)
+    if "memory" in phases:
+        measure_memory(bench, targets, aura, results)
+    return results
+
+
+def measure_overhead(bench: Bench, targets: list[Target], results: dict) -> None:
+    sizes = bench.sizes
     say(f"a. overhead: {sizes['sequential']} sequential calls each")
     results["overhead"] = {}
     for target in targets:
         results["overhead"][target.name] = outcome = bench.overhead(target)
         say(f"   {target.name}: p50 {outcome['latency_ms'].get('p50', float('nan')):.2f} ms, {outcome['errors']} errors")
+
+
+def measure_throughput(bench: Bench, targets: list[Target], results: dict) -> None:
+    sizes = bench.sizes
     say(f"b. throughput: {CONNECTIONS} connections, {sizes['throughput_s']} s each")
     results["throughput"] = {}
     for target in targets:
         results["throughput"][target.name] = outcome = bench.throughput(target)
         say(f"   {target.name}: {outcome['rps']:,.0f} requests/s, {outcome['errors']} errors")
+
+
+def measure_streams(bench: Bench, targets: list[Target], results: dict) -> None:
+    sizes = bench.sizes
     say(f"c. concurrency: {sizes['streams']} concurrent streams each")
     results["streams"] = {}
     for target in targets:
         bench.streams(target, TENANTS["slow"], retry=False)  # warm-up: every tenant once
         results["streams"][target.name] = outcome = bench.streams(target, sizes["streams"])
         say(f"   {target.name}: {outcome['ok']} ok, {outcome['errors']} errors, {outcome['completed_per_s']:,.0f}/s")
+
+
+def measure_memory(bench: Bench, targets: list[Target], aura: Service, results: dict) -> None:
+    sizes = bench.sizes
     say(f"d. memory: {sizes['memory_calls']} calls through AURA")
     aura_target = next(t for t in targets if t.name == "aura")
     rss_before = worker_rss_kb(aura)
     outcome = bench.calls(aura_target, sizes["memory_calls"])
     outcome.update(calls=sizes["memory_calls"], rss_kb_before=rss_before, rss_kb_after=worker_rss_kb(aura))
     results["memory"] = outcome
-    return results
 
 
 def main() -> int:
@@ -912,9 +945,15 @@ def main() -> int:
     parser.add_argument(
         "--wait-quiet", type=float, default=120, help="before each measurement, seconds to wait at most for other processes to go quiet"
     )
+    parser.add_argument(
+        "--phases", default=",".join(PHASES), help=f"the measurements to take, comma-separated (default: all of {','.join(PHASES)})"
+    )
     parser.add_argument("--tries", type=int, default=3, help="times to take a measurement during which other processes were busy")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
+    if not phases or phases - set(PHASES):
+        parser.error(f"--phases takes some of {','.join(PHASES)}")
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a background job)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
@@ -928,6 +967,7 @@ def main() -> int:
     report: dict = {
         "timestamp": stamp,
         "quick": args.quick,
+        "phases": sorted(phases),
         "sizes": sizes,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
         "versions": {p: metadata.version(p) for p in ("django", "gunicorn", "gevent", "greenlet", "psycopg", "requests", "redis")},
@@ -985,7 +1025,7 @@ def main() -> int:
                 targets.append(Target("litellm", litellm_port, auth, litellm_port, auth, stream_model=f"{MODEL}-slow"))
 
         report["others_share_at_start"] = round(wait_quiet(args.wait_quiet), 3)
-        results = report["results"] = measure(Bench(sizes, procs.services, db, args.wait_quiet, max(args.tries, 1)), targets, aura)
+        results = report["results"] = measure(Bench(sizes, procs.services, db, args.wait_quiet, max(args.tries, 1)), targets, aura, phases)
         report["derived"] = derive(results)
         report["verdicts"] = verdicts(results, report["derived"], sizes)
         report["aura_log"] = log_summary(aura)

@@ -8,6 +8,7 @@ raises with them.
 import json
 import logging
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -122,6 +123,14 @@ def authenticate(ctx: Context, request, secret: str | None = None) -> services.C
 _breaker_names: dict[int, tuple[str, ...]] = {}
 
 
+# Calls presenting a key this node has not learned yet, at the same moment (a burst of streams
+# after a deploy): the first learns it while the others wait, then they are admitted in one round
+# trip each, instead of each reading the key and its account's entries (and the database, when
+# the cache has lost them) for itself.
+_learning: dict[str, threading.Event] = {}
+LEARN_WAIT_SECONDS = 3.0
+
+
 def admit(ctx: Context, request) -> services.Caller:
     """Authenticate the key, then count the call against the plan's and the key's limits.
 
@@ -132,6 +141,18 @@ def admit(ctx: Context, request) -> services.Caller:
     """
     secret = _presented_key(request)
     known = services.api_key_known(secret) if secret else None
+    if known is None and secret:
+        digest = services.key_digest(secret)
+        learning = _learning.get(digest)
+        if learning is None:
+            _learning[digest] = learning = threading.Event()
+            try:
+                return _admit_fully(ctx, request, secret)
+            finally:
+                _learning.pop(digest, None)
+                learning.set()
+        learning.wait(LEARN_WAIT_SECONDS)
+        known = services.api_key_known(secret)
     if known is not None:
         caller, plan_code, expect = known
         ctx.caller, ctx.plan = caller, current_plan(caller.user_id, cached=plan_code)
@@ -145,6 +166,10 @@ def admit(ctx: Context, request) -> services.Caller:
             ctx.vault = services.sealed_vault(caller.user_id, cached=cache.loads(vault) if vault else None)
             _admitted(ctx, peeked)
             return caller
+    return _admit_fully(ctx, request, secret)
+
+
+def _admit_fully(ctx: Context, request, secret: str) -> services.Caller:
     caller = authenticate(ctx, request, secret)
     keys = ctx.vault.keys if ctx.vault else ()
     # The same round trip reads the circuit breakers of the account's providers.

@@ -32,6 +32,11 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def key_digest(secret: str) -> str:
+    """What a node may hold of a presented key: its SHA-256, as stored."""
+    return _digest(secret)
+
+
 def _auth_cache_key(digest: str) -> str:
     return f"gw:auth:{digest}"
 
@@ -90,13 +95,20 @@ def api_key_admit(secret: str) -> tuple[Caller | None, dict]:
     auth_key = _auth_cache_key(digest)
     owner = _owners.get(digest)
     raw = {}
-    if owner is None:
-        found = {auth_key: cache.get(auth_key)}
-    elif cache.redis() is not None:
-        raw = cache.get_many_raw([auth_key, plan_cache_key(owner), _vault_cache_key(owner)])
-        found = {name: cache.loads(value) for name, value in raw.items()}
+    if cache.redis() is None:
+        found = cache.get_many([auth_key] if owner is None else [auth_key, plan_cache_key(owner), _vault_cache_key(owner)])
     else:
-        found = cache.get_many([auth_key, plan_cache_key(owner), _vault_cache_key(owner)])
+        if owner is not None:
+            raw = cache.get_many_raw([auth_key, plan_cache_key(owner), _vault_cache_key(owner)])
+        else:
+            # A key this node has not seen, which another node may have cached: whose it is first,
+            # then the account's entries, so that the next call here is admitted in one round trip.
+            raw = cache.get_many_raw([auth_key])
+            entry = cache.loads(raw[auth_key]) if auth_key in raw else None
+            if isinstance(entry, Caller):
+                owner = entry.user_id
+                raw.update(cache.get_many_raw([plan_cache_key(owner), _vault_cache_key(owner)]))
+        found = {name: cache.loads(value) for name, value in raw.items()}
     cached = found.get(auth_key)
     if cached is None:
         row = ApiKey.objects.filter(digest=digest, revoked__isnull=True, user__is_active=True).values_list(*_CALLER_FIELDS).first()
@@ -105,10 +117,11 @@ def api_key_admit(secret: str) -> tuple[Caller | None, dict]:
         cache.set(auth_key, cached, settings.AURA_AUTH_CACHE_SECONDS if row else 30)
     if cached == _MISSING:
         return None, {}
-    if owner is None:
+    if _owners.get(digest) is None:
         if len(_owners) >= _OWNERS_MAX:
             _owners.clear()
         _owners[digest] = cached.user_id
+    if owner is None:
         return cached, {}
     prefetched = {"plan": found.get(plan_cache_key(owner)), "vault": found.get(_vault_cache_key(owner))}
     if auth_key in raw and plan_cache_key(owner) in raw:

@@ -2,11 +2,14 @@
 
 import json
 import os
+import threading
+import time
 
 import pytest
+from django.test import RequestFactory
 
 from aura import cache as shared_cache
-from gateway import services
+from gateway import pipeline, services
 from gateway.models import ApiKey, ProviderKey
 from tests.conftest import subscribe
 
@@ -85,3 +88,53 @@ def test_a_failure_after_a_warm_admission_frees_its_slot(client, alice, alice_ke
     response = call(client, alice_key)
     assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
     assert shared_cache.redis().zcard(f"rl:f:{alice.pk}") == 0  # not held for the 15 minutes a dead node's call is
+
+
+def test_a_node_new_to_a_cached_key_learns_it_on_its_first_call(client, alice_key):
+    """Another node cached the key: this one reads whose it is, then the account's entries, and is warm after."""
+    call(client, alice_key)
+    services.api_keys_known_reset()  # as a freshly started node
+    first = sent_during(client, alice_key)
+    assert first.get("mget") == 2 and first.get("evalsha") == 1  # (a script's own reads count as gets)
+    then = sent_during(client, alice_key)
+    assert then.get("evalsha") == 1 and "mget" not in then
+
+
+@pytest.mark.django_db(transaction=True)
+def test_first_calls_arriving_together_learn_the_key_once(client, alice, alice_key, monkeypatch):
+    """A burst on a node that has not seen the key: one call learns it, the others wait and are admitted warm."""
+    call(client, alice_key)
+    services.api_keys_known_reset()
+    learned = []
+    real_admit = services.api_key_admit
+
+    def slow_admit(secret):
+        learned.append(secret == alice_key)
+        time.sleep(0.3)  # long enough for the other calls to arrive meanwhile
+        return real_admit(secret)
+
+    monkeypatch.setattr(services, "api_key_admit", slow_admit)
+    request = RequestFactory().post("/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+    together = threading.Barrier(6)
+    admitted, failed = [], []
+
+    def one():
+        together.wait()
+        ctx = pipeline.start(request, "chat")
+        try:
+            admitted.append(pipeline.admit(ctx, request).user_id)
+        except Exception as error:  # reported below: a thread's exception would be lost
+            failed.append(repr(error))
+        finally:
+            pipeline.finish(ctx)
+
+    before = commands()
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not failed and admitted == [alice.pk] * 6
+    assert learned == [True]
+    assert commands().get("mget", 0) - before.get("mget", 0) == 2  # the key, then the account's entries: once
+    assert shared_cache.redis().zcard(f"rl:f:{alice.pk}") == 0  # every slot freed
