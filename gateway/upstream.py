@@ -1,26 +1,48 @@
-"""The one HTTP client AURA uses to reach providers: pooled, with timeouts on every call.
+"""The one HTTP client AURA uses to reach providers: HTTP/1.1, pooled, with timeouts on every call.
 
-urllib3 directly (requests is built on it): on this machine requests spent about 1.2 ms more
-CPU per call (measured side by side against the benchmark's upstream, 2,000 calls each), more
-than the rest of AURA's hot path. ``Response`` keeps the few names the pipeline reads.
+AURA asks little of HTTP: a JSON request, and a JSON answer or a Server-Sent Events stream. This
+client does exactly that and nothing else, because on the /v1 hot path a general one cost more
+than all of AURA's own work: urllib3 (and http.client under it) spent per call about a fifth of a
+streamed call's CPU here (bench/gateway.py under py-spy), mostly checking a pooled connection with
+a poll object, sending the head and the body in two writes, and parsing the response head through
+the email package; requests cost 1.2 ms more again. Here a request is one write, the head is split
+by hand, a chunked body is read piece by piece as its bytes arrive, and a pooled connection is
+checked with one zero-timeout poll.
+
+What it keeps of a careful client: a connect timeout and a read timeout on every socket operation;
+TLS with the system's certificate store and host name checks; a connection goes back to the pool
+only when its answer was read to the end and the server did not ask to close it, and is dropped
+when found closed or holding stray bytes; gzip and deflate answers are decoded. It never reads
+proxies or .netrc from the environment: keys go only where routed. ``Response`` keeps the few
+names the pipeline reads.
 """
 
+import functools
 import itertools
 import json
+import socket
+import ssl
 import time
+import zlib
+from urllib.parse import urlsplit
 
-import urllib3
 from django.conf import settings
-from urllib3.exceptions import HTTPError, NewConnectionError
-from urllib3.exceptions import TimeoutError as _Timeout
 
 from .adapters.base import Upstream
 
-# Many concurrent calls to the same provider share a handful of hosts: keep their connections,
-# as many as a gevent worker holds requests (--worker-connections 1000), so none is discarded.
-# A PoolManager never reads proxies or .netrc from the environment: keys go only where routed.
-_pool = urllib3.PoolManager(num_pools=32, maxsize=1000)
+try:  # a pooled connection is checked with the system's poll, not gevent's cooperative one
+    from gevent.monkey import get_original
+
+    _poll = get_original("select", "poll")
+except ImportError:  # pragma: no cover -- gevent is a dependency (the web workers)
+    from select import poll as _poll
+from select import POLLERR, POLLHUP, POLLIN
+
 USER_AGENT = "AURA-gateway/1.0"
+# Idle connections kept per host: as many as a gevent worker holds requests (--worker-connections).
+POOL_SIZE = 1000
+MAX_HEAD_BYTES = 64 * 1024
+READ_SIZE = 65536
 
 
 class Timeout(Exception):
@@ -31,65 +53,376 @@ class Unreachable(Exception):
     """No connection to the provider, or it broke."""
 
 
+class ProtocolError(Exception):
+    """The provider's side of the connection did not speak HTTP/1.1 as expected (or closed early)."""
+
+
 # What reading a streamed answer may raise when the provider's side breaks off.
-StreamBroken = (HTTPError, OSError)
+StreamBroken = (OSError, ProtocolError, zlib.error)
+
+# Per process: connections opened and requests sent (tests and benchmarks read them).
+counts = {"opened": 0, "requests": 0}
+
+
+class Headers(dict):
+    """Response headers by lower-case name; any spelling finds them."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name) -> bool:
+        return super().__contains__(name.lower())
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+
+# connections -------------------------------------------------------------------------------------
+
+
+class _Connection:
+    __slots__ = ("sock", "origin", "buffer")
+
+    def __init__(self, sock, origin: tuple):
+        self.sock = sock
+        self.origin = origin
+        self.buffer = b""
+
+    def fill(self) -> None:
+        data = self.sock.recv(READ_SIZE)
+        if not data:
+            raise ProtocolError("closed by the provider")
+        self.buffer = self.buffer + data if self.buffer else data
+
+    def line(self, limit: int = MAX_HEAD_BYTES) -> bytes:
+        """The next line, without its line break."""
+        while True:
+            end = self.buffer.find(b"\n")
+            if end >= 0:
+                line, self.buffer = self.buffer[:end], self.buffer[end + 1 :]
+                return line.rstrip(b"\r")
+            if len(self.buffer) > limit:
+                raise ProtocolError("line too long")
+            self.fill()
+
+    def some(self, most: int) -> bytes:
+        """What has arrived, up to ``most`` bytes (waiting for something if nothing has)."""
+        if not self.buffer:
+            self.fill()
+        piece, self.buffer = self.buffer[:most], self.buffer[most:]
+        return piece
+
+    def usable(self) -> bool:
+        """An idle connection the server has not closed and has sent nothing on since."""
+        pending = getattr(self.sock, "pending", None)  # TLS: bytes already decrypted
+        if self.buffer or (pending is not None and pending()):
+            return False
+        try:
+            poller = _poll()
+            poller.register(self.sock.fileno(), POLLIN | POLLERR | POLLHUP)
+            return not poller.poll(0)
+        except (OSError, ValueError):
+            return False
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+_idle: dict[tuple, list[_Connection]] = {}
+_tls: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Built on first use, after gevent (if any) has patched ``ssl``; verifies certificates and host names."""
+    global _tls
+    if _tls is None:
+        context = ssl.create_default_context()
+        context.set_alpn_protocols(["http/1.1"])
+        _tls = context
+    return _tls
+
+
+def _checkout(origin: tuple) -> _Connection | None:
+    idle = _idle.get(origin)
+    while idle:
+        try:
+            conn = idle.pop()
+        except IndexError:  # another thread took the last one meanwhile
+            return None
+        if conn.usable():
+            return conn
+        conn.close()
+    return None
+
+
+def _checkin(conn: _Connection) -> None:
+    idle = _idle.setdefault(conn.origin, [])
+    if len(idle) < POOL_SIZE:
+        idle.append(conn)
+    else:
+        conn.close()
+
+
+def _connect(origin: tuple, connect_timeout: float) -> _Connection:
+    scheme, host, port, _ = origin
+    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            sock = _tls_context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    counts["opened"] += 1
+    return _Connection(sock, origin)
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> tuple[tuple, str]:
+    """(origin, request target) of a URL: origin is (scheme, host, port, Host header)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("not an http(s) URL")
+    default = 443 if parts.scheme == "https" else 80
+    port = parts.port or default
+    host = parts.hostname
+    shown = f"[{host}]" if ":" in host else host
+    header = shown if port == default else f"{shown}:{port}"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, host, port, header), target
+
+
+def _head(method: str, target: str, host: str, headers: dict, length: int | None) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    for name, value in headers.items():
+        value = str(value)
+        if any(c in name or c in value for c in "\r\n\0") or not name:
+            raise ValueError("a header name or value with a line break")  # never the value itself: it may be a key
+        lines.append(f"{name}: {value}")
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+# responses ---------------------------------------------------------------------------------------
 
 
 class Response:
-    """A provider's answer: status, headers, the body (read at once, or streamed from ``raw``)."""
+    """A provider's answer: status, headers, and the body (read at once, or streamed with ``iter_bytes``)."""
 
-    def __init__(self, raw: urllib3.BaseHTTPResponse, *, streamed: bool):
-        self.raw = raw
-        self.unread = streamed  # a stream's body stays unread until iter_lines reaches its end
+    def __init__(self, conn: _Connection, status: int, headers: Headers, *, framing: str, length: int, reusable: bool):
+        self._conn = conn
+        self.status_code = status
+        self.headers = headers
+        self._framing = framing  # "length", "chunked", "close" (until the server closes) or "none"
+        self._left = length
+        self._reusable = reusable
+        self.complete = framing == "none" or (framing == "length" and length == 0)
+        self.content = b""
+        encoding = headers.get("content-encoding", "").strip().lower()
+        self._decoder = (
+            zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip") else (_Deflate() if encoding == "deflate" else None)
+        )
+        if self.complete:
+            self._release()
 
     @property
-    def status_code(self) -> int:
-        return self.raw.status
-
-    @property
-    def headers(self):
-        return self.raw.headers  # case-insensitive
+    def reusable(self) -> bool:
+        """Whether its connection can serve another request once the body is read to the end."""
+        return self._reusable and self._framing != "close"
 
     def json(self):
-        """The JSON body; ValueError when it is not JSON."""
-        return json.loads(self.raw.data)
+        """The JSON body (read by ``send``); ValueError when it is not JSON."""
+        return json.loads(self.content)
+
+    def iter_bytes(self):
+        """The body's bytes, decoded, each piece as soon as it has arrived."""
+        decoder = self._decoder
+        for piece in self._raw_pieces():
+            if decoder is not None:
+                piece = decoder.decompress(piece)
+            if piece:
+                yield piece
+        if decoder is not None:
+            tail = decoder.flush()
+            if tail:
+                yield tail
+        self.complete = True
+        self._release()
+
+    def read(self) -> bytes:
+        self.content = b"".join(self.iter_bytes())
+        return self.content
+
+    def _raw_pieces(self):
+        conn = self._conn
+        if self._framing == "length":
+            while self._left:
+                piece = conn.some(self._left)
+                self._left -= len(piece)
+                yield piece
+        elif self._framing == "chunked":
+            while True:
+                try:
+                    size = int(conn.line().split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise ProtocolError("bad chunk size") from None
+                if size < 0:
+                    raise ProtocolError("bad chunk size")
+                if size == 0:
+                    while conn.line():  # trailers, then the empty line
+                        pass
+                    return
+                while size:
+                    piece = conn.some(size)
+                    size -= len(piece)
+                    yield piece
+                if conn.line():
+                    raise ProtocolError("chunk longer than its size")
+        elif self._framing == "close":
+            if conn.buffer:
+                piece, conn.buffer = conn.buffer, b""
+                yield piece
+            while data := conn.sock.recv(READ_SIZE):
+                yield data
+
+    def _release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self.reusable and self.complete and not conn.buffer:
+                _checkin(conn)
+            else:
+                conn.close()
 
     def close(self) -> None:
-        """Give the connection back to the pool, or drop it when a stream was left half read."""
-        if self.unread:
-            self.raw.close()
-        self.raw.release_conn()
+        """Give the connection back to the pool when the body was read to the end, else drop it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # still holding it: the body was not read to its end
+
+
+class _Deflate:
+    """'deflate' is zlib-wrapped by the standard and sometimes raw in practice: the first two bytes tell which."""
+
+    def __init__(self):
+        self._inner = None
+        self._head = b""
+
+    def decompress(self, data: bytes) -> bytes:
+        if self._inner is None:
+            self._head += data
+            if len(self._head) < 2:
+                return b""
+            first, second = self._head[0], self._head[1]
+            wrapped = first & 0x0F == 8 and (first * 256 + second) % 31 == 0
+            self._inner = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            data, self._head = self._head, b""
+        return self._inner.decompress(data)
+
+    def flush(self) -> bytes:
+        return self._inner.flush() if self._inner is not None else b""
+
+
+def _read_head(conn: _Connection) -> tuple[int, Headers, bool]:
+    """Status, headers and whether the server keeps the connection open; informational answers skipped."""
+    while True:
+        status_line = conn.line()
+        while not status_line:  # tolerated: empty lines before the status line
+            status_line = conn.line()
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
+            raise ProtocolError("not an HTTP/1.x status line")
+        status = int(parts[1])
+        headers = Headers()
+        size = len(status_line)
+        last = None
+        while line := conn.line():
+            size += len(line)
+            if size > MAX_HEAD_BYTES:
+                raise ProtocolError("response head too large")
+            if line[:1] in (b" ", b"\t") and last:  # an obsolete folded line continues the last header
+                headers[last] += " " + line.strip().decode("latin-1")
+                continue
+            name, colon, value = line.partition(b":")
+            if not colon:
+                raise ProtocolError("bad header line")
+            last = name.strip().decode("latin-1").lower()
+            value = value.strip().decode("latin-1")
+            headers[last] = f"{dict.get(headers, last)}, {value}" if last in headers else value
+        if 100 <= status < 200 and status != 101:
+            continue
+        keep = parts[0] == b"HTTP/1.1" and "close" not in headers.get("connection", "").lower()
+        return status, headers, keep
+
+
+def _respond(conn: _Connection, method: str) -> Response:
+    status, headers, keep = _read_head(conn)
+    if method == "HEAD" or status in (204, 304):
+        return Response(conn, status, headers, framing="none", length=0, reusable=keep)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return Response(conn, status, headers, framing="chunked", length=0, reusable=keep)
+    length = headers.get("content-length")
+    if length is not None:
+        try:
+            size = int(length.split(",")[0])
+        except ValueError:
+            raise ProtocolError("bad Content-Length") from None
+        if size < 0:
+            raise ProtocolError("bad Content-Length")
+        return Response(conn, status, headers, framing="length", length=size, reusable=keep)
+    return Response(conn, status, headers, framing="close", length=0, reusable=False)
+
+
+# the call ----------------------------------------------------------------------------------------
 
 
 def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None = None) -> Response:
+    """Send a request and read the answer's head (and, unless ``stream``, its whole body).
+
+    Raises ``Unreachable`` when no connection could be made or it broke, ``Timeout`` when the
+    provider stopped answering for longer than the read timeout.
+    """
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate", **upstream.headers}
     if stream:
-        # Compressed SSE would be buffered by the decoder; ask for the bytes as they are.
+        # Compressed SSE would be held back by the decoder; ask for the bytes as they are.
         headers.update({"Accept-Encoding": "identity", "Accept": "text/event-stream"})
     body = None
     if upstream.json is not None:
         body = json.dumps(upstream.json, allow_nan=False).encode()
         headers["Content-Type"] = "application/json"
     try:
-        raw = _pool.request(
-            upstream.method,
-            upstream.url,
-            body=body,
-            headers=headers,
-            preload_content=not stream,
-            timeout=urllib3.Timeout(
-                connect=settings.AURA_UPSTREAM_CONNECT_TIMEOUT, read=read_timeout or settings.AURA_UPSTREAM_READ_TIMEOUT
-            ),
-            redirect=False,
-            retries=False,
-        )
-    except NewConnectionError:
+        origin, target = _target(upstream.url)
+    except ValueError:
         raise Unreachable() from None
-    except _Timeout:
+    request = _head(upstream.method, target, origin[3], headers, None if body is None else len(body))
+    if body is not None:
+        request += body
+    read_timeout = read_timeout or settings.AURA_UPSTREAM_READ_TIMEOUT
+    conn = _checkout(origin)
+    try:
+        if conn is None:
+            try:
+                conn = _connect(origin, settings.AURA_UPSTREAM_CONNECT_TIMEOUT)
+            except OSError:  # refused, unresolvable, TLS refused, or no answer within the connect timeout
+                raise Unreachable() from None
+        conn.sock.settimeout(read_timeout)
+        counts["requests"] += 1
+        conn.sock.sendall(request)
+        response = _respond(conn, upstream.method)
+        if not stream or response.status_code >= 400:  # an error is read whole, streamed or not: it says what went wrong
+            response.read()
+    except (Unreachable, Timeout):
+        raise
+    except TimeoutError:
+        conn.close()
         raise Timeout() from None
-    except (HTTPError, OSError):
+    except (OSError, ProtocolError, zlib.error):
+        conn.close()
         raise Unreachable() from None
-    return Response(raw, streamed=stream)
+    return response
 
 
 DRAIN_SECONDS = 0.05
@@ -103,13 +436,12 @@ def drain(response: Response, lines) -> None:
     a new one (about half a millisecond here, more with TLS). ``lines`` is the stream's
     ``iter_lines``; a provider that does not end the body at once loses the connection instead.
     """
-    raw = response.raw
-    sock = getattr(raw.connection, "sock", None)
-    if sock is None or not (raw.chunked or raw.length_remaining is not None):  # ends only when closed: never reusable
+    conn = response._conn
+    if conn is None or response.complete or not response.reusable:  # done, or ends only when closed
         return
     deadline = time.monotonic() + DRAIN_SECONDS
     try:
-        sock.settimeout(DRAIN_SECONDS)  # the pool sets the next call's own timeout
+        conn.sock.settimeout(DRAIN_SECONDS)  # the next request sets its own
         for _ in itertools.islice(lines, 64):
             if time.monotonic() > deadline:
                 return
@@ -119,10 +451,8 @@ def drain(response: Response, lines) -> None:
 
 def iter_lines(response: Response):
     """Yield SSE lines the moment their bytes arrive, whatever the upstream's framing."""
-    raw = response.raw
-    source = raw.read_chunked(decode_content=True) if raw.chunked else iter(lambda: raw.read1(65536), b"")
     buffer = b""
-    for piece in source:
+    for piece in response.iter_bytes():
         buffer += piece
         while True:
             line, newline, rest = buffer.partition(b"\n")
@@ -132,4 +462,3 @@ def iter_lines(response: Response):
             buffer = rest
     if buffer:
         yield buffer
-    response.unread = False

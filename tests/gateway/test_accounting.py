@@ -120,10 +120,9 @@ def test_a_stream_aura_cannot_read_ends_in_an_error_event_and_is_accounted(live_
 def test_a_finished_stream_gives_its_upstream_connection_back(sdk, upstream):
     from gateway import upstream as client
 
-    pool = client._pool.connection_from_url(upstream.url)  # the pool of the mock's host, shared by the process
-    connections, requests_ = pool.num_connections, pool.num_requests
+    opened, sent = client.counts["opened"], client.counts["requests"]
     for _ in range(3):
         chunks = list(sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True))
         assert chunks[-1].choices[0].finish_reason == "stop"
-    assert pool.num_requests - requests_ == 3
-    assert pool.num_connections - connections <= 1  # one connection served the three streams
+    assert client.counts["requests"] - sent == 3
+    assert client.counts["opened"] - opened <= 1  # one connection served the three streams
