@@ -1,6 +1,16 @@
+import functools
 import ipaddress
 
 from django.conf import settings
+
+
+@functools.lru_cache(maxsize=4096)
+def normal_ip(value) -> str | None:
+    """An IP address in its canonical form, or None for anything else (callers repeat: remembered)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def client_ip(request) -> str | None:
@@ -12,7 +22,4 @@ def client_ip(request) -> str | None:
         forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
         if forwarded:
             address = forwarded.split(",")[-1].strip()
-    try:
-        return str(ipaddress.ip_address(address)) if address else None
-    except ValueError:
-        return None
+    return normal_ip(address) if address else None

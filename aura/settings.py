@@ -208,6 +208,8 @@ REDIS_URL = env_url("REDIS_URL", "", ("redis", "rediss", "unix"))
 # Short socket timeouts: a frozen Redis must not hang a request.
 REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT_MS", 500, 1) / 1000
 if REDIS_URL:
+    from redis.maint_notifications import MaintNotificationsConfig
+
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -228,6 +230,12 @@ if REDIS_URL:
                 # its own version from the package metadata on disk, every time the pool grows (a
                 # burst of a thousand streams grew it by hundreds; bench/gateway.py, under py-spy).
                 "driver_info": None,
+                # Before handing out a pooled connection, redis-py checks it holds no unread reply
+                # (one left by a call cut short would answer the next caller's command), but with
+                # maintenance notifications on ("auto", redis-py 8's default) it ignores what it
+                # found. AURA needs the check (tests/aura/test_shared_cache.py), made cheap here.
+                "maint_notifications_config": MaintNotificationsConfig(enabled=False),
+                "parser_class": "aura.cache.RedisParser",
             },
         }
     }

@@ -1,7 +1,6 @@
 """Writes of the metrics app: usage records, rollups, alert settings and alerts."""
 
 import functools
-import ipaddress
 import logging
 import statistics
 from collections import defaultdict
@@ -15,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from aura.emails import send_email
+from aura.http import normal_ip
 
 from . import selectors
 from .aggregate import DIMENSIONS, ROLLUP_FIELDS, Totals, hour_floor, raw_rows
@@ -67,12 +67,7 @@ def _money(value):
 
 
 def _address(value):
-    if value is None:
-        return None
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        return None
+    return None if value is None else normal_ip(value)
 
 
 def _cleaner(field):
