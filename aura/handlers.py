@@ -17,7 +17,11 @@ API_URLCONF = "gateway.api_urls"
 class ApiHandler(WSGIHandler):
     def get_response(self, request):
         request.urlconf = API_URLCONF  # only the /v1 routes to search
-        return super().get_response(request)
+        response = super().get_response(request)
+        if not response.streaming and not response.has_header("Content-Length"):
+            # Else gunicorn sends a whole JSON answer chunked: three writes (head, body, end) for two.
+            response.headers["Content-Length"] = str(len(response.content))
+        return response
 
     def load_middleware(self, is_async=False):
         self._view_middleware = []

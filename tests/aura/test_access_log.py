@@ -16,8 +16,12 @@ def test_successful_v1_calls_leave_no_access_line_and_the_rest_do(transactional_
         def chat(key):
             return requests.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=20)
 
-        assert chat(alice_key).status_code == 200
-        assert chat("aura_wrong").status_code == 401
+        answered = chat(alice_key)
+        assert answered.status_code == 200
+        # A JSON answer goes out whole, with its length: not chunked (one write fewer per call).
+        assert answered.headers["Content-Length"] == str(len(answered.content)) and "Transfer-Encoding" not in answered.headers
+        refused = chat("aura_wrong")
+        assert refused.status_code == 401 and refused.headers["Content-Length"] == str(len(refused.content))
         assert requests.get(url + "/privacy/", timeout=20).status_code == 200
         assert requests.get(url + "/v1/models", headers={"Authorization": f"Bearer {alice_key}"}, timeout=20).ok
         time.sleep(0.5)
