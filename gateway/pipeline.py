@@ -895,7 +895,7 @@ class Assembler:
         self.choices: dict[int, dict] = {}
 
     def add(self, item) -> None:
-        chunk = json.loads(item) if isinstance(item, str) else item
+        chunk = json.loads(item) if isinstance(item, str | bytes) else item
         if not self.base:
             self.base = {"id": chunk.get("id"), "object": "chat.completion", "created": chunk.get("created"), "model": chunk.get("model")}
         for choice in chunk.get("choices") or ():

@@ -74,9 +74,27 @@ class StreamState:
             self.sent_chars.append(text)
 
 
-def sse(data: dict | str) -> bytes:
+def sse(data: dict | str | bytes) -> bytes:
+    """One SSE event: a chunk (dict) serialised, or JSON text (str or bytes) as it is."""
+    if type(data) is bytes:
+        return b"data: " + data + b"\n\n"
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return f"data: {payload}\n\n".encode()
+
+
+def iter_sse_data(lines):
+    """The data of each SSE event, as bytes: ``iter_sse`` for a relay that passes events on unchanged."""
+    data = None
+    for line in lines:
+        if not line:
+            if data is not None:
+                yield data
+                data = None
+        elif line.startswith(b"data:"):
+            value = line[5:].lstrip(b" ")
+            data = value if data is None else data + b"\n" + value
+    if data is not None:
+        yield data
 
 
 def iter_sse(lines):

@@ -2,7 +2,7 @@
 
 import json
 
-from .base import Call, StreamState, Upstream, Usage, iter_sse
+from .base import Call, StreamState, Upstream, Usage, iter_sse_data
 
 
 def _headers(secret: str) -> dict:
@@ -39,9 +39,9 @@ def from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
 
 
 def stream_chunks(lines, call: Call, state: StreamState):
-    """Forward OpenAI's SSE unchanged, noting usage and text; drop the usage chunk unless asked for."""
-    for _event, payload in iter_sse(lines):
-        if payload == "[DONE]":
+    """Forward OpenAI's SSE unchanged (as bytes), noting usage and text; drop the usage chunk unless asked for."""
+    for payload in iter_sse_data(lines):
+        if payload == b"[DONE]":
             state.finished = True
             return
         chunk = json.loads(payload)

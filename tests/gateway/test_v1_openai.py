@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from metrics.models import UsageRecord
 
 
@@ -143,3 +145,19 @@ def test_a_provider_prefix_names_the_provider(sdk, upstream):
     completion = sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "ECHO:x"}])
     assert completion.choices[0].message.content == "x"
     assert upstream.requests[-1]["json"]["model"] == "gpt-4o-mini"
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b'data: {"a": 1}\n\ndata: [DONE]\n\n',
+        b'event: x\ndata:{"b": 2}\n\n: a comment\n\ndata: {"c":\ndata: 3}\n\n',  # no space, comments, two data lines
+        b'data: {"d": 4}\r\n\r\nretry: 10\r\ndata: {"e": 5}',  # CRLF, other fields, no final blank line
+        b"\n\n\n",
+    ],
+)
+def test_the_relays_event_reader_reads_what_the_generic_one_reads(stream):
+    from gateway.adapters.base import iter_sse, iter_sse_data
+
+    lines = [line.rstrip(b"\r") for line in stream.split(b"\n")]
+    assert [data.decode() for data in iter_sse_data(iter(lines))] == [data for _event, data in iter_sse(iter(lines))]
