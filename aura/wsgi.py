@@ -10,10 +10,15 @@ from aura.handlers import Application  # noqa: E402 -- after django.setup()
 application = Application()
 
 # Pay start-up costs before the first request, not during it.
+from gevent import monkey  # noqa: E402
+
+from aura import dns  # noqa: E402
 from gateway import catalog, tokenizer  # noqa: E402
 from metrics import spool  # noqa: E402
 
 tokenizer.warm_up()
 catalog.load()
+if monkey.is_module_patched("socket"):  # a gevent web worker
+    dns.install()
 # Each web process moves the usage records its calls spool in Redis into PostgreSQL.
 spool.start_flusher()
