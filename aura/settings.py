@@ -209,6 +209,7 @@ REDIS_URL = env_url("REDIS_URL", "", ("redis", "rediss", "unix"))
 REDIS_SOCKET_TIMEOUT = env_int("REDIS_SOCKET_TIMEOUT_MS", 500, 1) / 1000
 if REDIS_URL:
     from redis.maint_notifications import MaintNotificationsConfig
+    from redis.utils import HIREDIS_AVAILABLE
 
     CACHES = {
         "default": {
@@ -235,7 +236,8 @@ if REDIS_URL:
                 # maintenance notifications on ("auto", redis-py 8's default) it ignores what it
                 # found. AURA needs the check (tests/aura/test_shared_cache.py), made cheap here.
                 "maint_notifications_config": MaintNotificationsConfig(enabled=False),
-                "parser_class": "aura.cache.RedisParser",
+                # hiredis (pinned) parses replies; the subclass must be of redis-py's default parser.
+                **({"parser_class": "aura.cache.RedisParser"} if HIREDIS_AVAILABLE else {}),
             },
         }
     }

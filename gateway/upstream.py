@@ -20,11 +20,14 @@ names the pipeline reads.
 import functools
 import itertools
 import json
+import re
 import socket
 import ssl
+import threading
 import time
 import zlib
-from urllib.parse import urlsplit
+from collections import OrderedDict
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 
@@ -41,8 +44,14 @@ from select import POLLERR, POLLHUP, POLLIN
 USER_AGENT = "AURA-gateway/1.0"
 # Idle connections kept per host: as many as a gevent worker holds requests (--worker-connections).
 POOL_SIZE = 1000
+# Hosts with idle connections kept (the least recently used host's are closed beyond), and how
+# long an idle connection is kept: a custom base URL may name any host, and a connection its
+# server has closed would otherwise hold a file descriptor until its host was called again.
+POOL_HOSTS = 32
+IDLE_SECONDS = 60
 MAX_HEAD_BYTES = 64 * 1024
 READ_SIZE = 65536
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class Timeout(Exception):
@@ -81,12 +90,13 @@ class Headers(dict):
 
 
 class _Connection:
-    __slots__ = ("sock", "origin", "buffer")
+    __slots__ = ("sock", "origin", "buffer", "idle_since")
 
     def __init__(self, sock, origin: tuple):
         self.sock = sock
         self.origin = origin
         self.buffer = b""
+        self.idle_since = 0.0
 
     def fill(self) -> None:
         data = self.sock.recv(READ_SIZE)
@@ -131,7 +141,9 @@ class _Connection:
             pass
 
 
-_idle: dict[tuple, list[_Connection]] = {}
+_idle: OrderedDict[tuple, list[_Connection]] = OrderedDict()  # per origin, the most recently used last
+_idle_lock = threading.Lock()  # held only for list and dict work, never across I/O
+_swept = 0.0
 _tls: ssl.SSLContext | None = None
 
 
@@ -146,24 +158,50 @@ def _tls_context() -> ssl.SSLContext:
 
 
 def _checkout(origin: tuple) -> _Connection | None:
-    idle = _idle.get(origin)
-    while idle:
-        try:
-            conn = idle.pop()
-        except IndexError:  # another thread took the last one meanwhile
+    while True:
+        with _idle_lock:
+            idle = _idle.get(origin)
+            conn = idle.pop() if idle else None
+        if conn is None:
             return None
-        if conn.usable():
+        if conn.usable() and time.monotonic() - conn.idle_since < IDLE_SECONDS:
             return conn
         conn.close()
-    return None
 
 
 def _checkin(conn: _Connection) -> None:
-    idle = _idle.setdefault(conn.origin, [])
-    if len(idle) < POOL_SIZE:
-        idle.append(conn)
-    else:
-        conn.close()
+    global _swept
+    now = conn.idle_since = time.monotonic()
+    closing = []
+    with _idle_lock:
+        idle = _idle.get(conn.origin)
+        if idle is None:
+            idle = _idle[conn.origin] = []
+            while len(_idle) > POOL_HOSTS:
+                closing += _idle.popitem(last=False)[1]
+        else:
+            _idle.move_to_end(conn.origin)
+        if len(idle) < POOL_SIZE:
+            idle.append(conn)
+        else:
+            closing.append(conn)
+        if now - _swept > 10:
+            _swept = now
+            for origin, conns in list(_idle.items()):
+                fresh = [c for c in conns if now - c.idle_since < IDLE_SECONDS]
+                closing += [c for c in conns if now - c.idle_since >= IDLE_SECONDS]
+                if fresh:
+                    _idle[origin] = fresh
+                else:
+                    del _idle[origin]
+    for stale in closing:
+        stale.close()
+
+
+def idle_connections() -> int:
+    """Connections this process keeps open for later calls (tests)."""
+    with _idle_lock:
+        return sum(len(conns) for conns in _idle.values())
 
 
 def _connect(origin: tuple, connect_timeout: float) -> _Connection:
@@ -189,9 +227,12 @@ def _target(url: str) -> tuple[tuple, str]:
     default = 443 if parts.scheme == "https" else 80
     port = parts.port or default
     host = parts.hostname
+    if not host.isascii():
+        host = host.encode("idna").decode("ascii")  # the name DNS and the certificate know
     shown = f"[{host}]" if ":" in host else host
     header = shown if port == default else f"{shown}:{port}"
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    safe = "/%:@!$&'()*+,;=-._~"  # what a path may hold as it is; anything else is percent-encoded
+    target = quote(parts.path or "/", safe=safe) + (f"?{quote(parts.query, safe=safe + '?')}" if parts.query else "")
     return (parts.scheme, host, port, header), target
 
 
@@ -266,12 +307,10 @@ class Response:
                 yield piece
         elif self._framing == "chunked":
             while True:
-                try:
-                    size = int(conn.line().split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise ProtocolError("bad chunk size") from None
-                if size < 0:
+                digits = conn.line().split(b";", 1)[0].strip()
+                if not _HEX.fullmatch(digits):
                     raise ProtocolError("bad chunk size")
+                size = int(digits, 16)
                 if size == 0:
                     while conn.line():  # trailers, then the empty line
                         pass
@@ -362,17 +401,15 @@ def _respond(conn: _Connection, method: str) -> Response:
     status, headers, keep = _read_head(conn)
     if method == "HEAD" or status in (204, 304):
         return Response(conn, status, headers, framing="none", length=0, reusable=keep)
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return Response(conn, status, headers, framing="chunked", length=0, reusable=keep)
     length = headers.get("content-length")
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        # Both framings at once is how responses get smuggled: read it chunked, never reuse the connection.
+        return Response(conn, status, headers, framing="chunked", length=0, reusable=keep and length is None)
     if length is not None:
-        try:
-            size = int(length.split(",")[0])
-        except ValueError:
-            raise ProtocolError("bad Content-Length") from None
-        if size < 0:
+        values = {value.strip() for value in length.split(",")}
+        if len(values) != 1 or not next(iter(values)).isdigit() or not next(iter(values)).isascii():
             raise ProtocolError("bad Content-Length")
-        return Response(conn, status, headers, framing="length", length=size, reusable=keep)
+        return Response(conn, status, headers, framing="length", length=int(values.pop()), reusable=keep)
     return Response(conn, status, headers, framing="close", length=0, reusable=False)
 
 
@@ -392,12 +429,13 @@ def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None
     body = None
     if upstream.json is not None:
         body = json.dumps(upstream.json, allow_nan=False).encode()
-        headers["Content-Type"] = "application/json"
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
     try:
         origin, target = _target(upstream.url)
-    except ValueError:
+        request = _head(upstream.method, target, origin[3], headers, None if body is None else len(body))
+    except ValueError:  # not an http(s) URL, or a header no request may carry (the message never quotes it)
         raise Unreachable() from None
-    request = _head(upstream.method, target, origin[3], headers, None if body is None else len(body))
     if body is not None:
         request += body
     read_timeout = read_timeout or settings.AURA_UPSTREAM_READ_TIMEOUT
@@ -406,7 +444,9 @@ def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None
         if conn is None:
             try:
                 conn = _connect(origin, settings.AURA_UPSTREAM_CONNECT_TIMEOUT)
-            except OSError:  # refused, unresolvable, TLS refused, or no answer within the connect timeout
+            except TimeoutError:  # no answer to connect (or to the TLS handshake) in time
+                raise Timeout() from None
+            except OSError:  # refused, unresolvable, TLS refused
                 raise Unreachable() from None
         conn.sock.settimeout(read_timeout)
         counts["requests"] += 1

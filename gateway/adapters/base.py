@@ -75,11 +75,16 @@ class StreamState:
 
 
 def sse(data: dict | str | bytes) -> bytes:
-    """One SSE event: a chunk (dict) serialised, or JSON text (str or bytes) as it is."""
-    if type(data) is bytes:
-        return b"data: " + data + b"\n\n"
-    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"data: {payload}\n\n".encode()
+    """One SSE event: a chunk (dict) serialised, or JSON text (str or bytes) as it is.
+
+    Text that spans lines (an upstream event sent as several data fields) goes out the same way:
+    a line break inside one data field would end the event early for the client.
+    """
+    if type(data) is not bytes:
+        data = (data if isinstance(data, str) else json.dumps(data, separators=(",", ":"), ensure_ascii=False)).encode()
+    if b"\n" in data or b"\r" in data:
+        return b"".join(b"data: " + line + b"\n" for line in data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")) + b"\n"
+    return b"data: " + data + b"\n\n"
 
 
 def iter_sse_data(lines):

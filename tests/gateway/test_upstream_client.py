@@ -247,10 +247,51 @@ def test_a_refused_connection_is_unreachable():
 
 def test_a_header_with_a_line_break_is_refused_without_echoing_it(serve):
     server = serve(ok(b"{}"))
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(upstream.Unreachable) as caught:
         upstream.send(Upstream("GET", server.url, {"Authorization": "Bearer sk-secret\r\nX-Evil: 1"}))
-    assert "sk-secret" not in str(caught.value)
+    assert "sk-secret" not in str(caught.value) and "sk-secret" not in repr(caught.value.__context__)
     assert server.requests == []
+
+
+def test_the_path_is_percent_encoded_and_content_type_sent_once(serve):
+    server = serve(ok(b"{}"))
+    upstream.send(Upstream("POST", server.url.replace("/chat/completions", "/my models/é"), {"content-type": "application/json"}, {}))
+    head = server.requests[0].split(b"\r\n\r\n")[0].decode().split("\r\n")
+    assert head[0] == "POST /v1/my%20models/%C3%A9 HTTP/1.1"
+    assert [line.lower() for line in head].count("content-type: application/json") == 1
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 2\r\nContent-Length: 20",  # two lengths: which one ends the body?
+        b"Content-Length: +2",
+        b"Content-Length: \xd9\xa2",  # a digit, but not an ASCII one
+    ],
+)
+def test_an_ambiguous_length_is_refused(serve, framing):
+    server = serve(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\n\r\n{}" + b" " * 18, close_after=True)
+    with pytest.raises(upstream.Unreachable):
+        post(server.url)
+
+
+def test_a_body_framed_both_ways_is_read_chunked_and_its_connection_not_reused(serve):
+    both = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+    server = serve(both, ok(b"{}"))
+    assert post(server.url).json() == {}
+    post(server.url)
+    assert server.connections == 2
+
+
+def test_idle_connections_are_bounded_by_host_and_age(serve, monkeypatch):
+    monkeypatch.setattr(upstream, "POOL_HOSTS", 2)
+    servers = [serve(ok(b"{}"), ok(b"{}")) for _ in range(3)]
+    for server in servers:
+        post(server.url)
+    assert upstream.idle_connections() <= 2  # the first host's connection was closed to keep two hosts
+    monkeypatch.setattr(upstream, "IDLE_SECONDS", 0)
+    post(servers[2].url)  # its idle connection is too old: a new one, and the old one closed
+    assert servers[2].connections == 2
 
 
 def self_signed() -> tuple[ssl.SSLContext, str]:
@@ -301,3 +342,25 @@ def test_an_error_answer_to_a_stream_is_read_whole(serve):
     response.close()
     post(server.url)
     assert server.connections == 1
+
+
+def test_no_answer_to_connect_is_a_timeout(settings):
+    """A provider whose host takes no new connections (its queue full, SYNs dropped) times out: 504, as a read would."""
+    settings.AURA_UPSTREAM_CONNECT_TIMEOUT = 0.3
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        waiting = []
+        try:
+            for _ in range(4):  # fill the accept queue: nobody accepts
+                extra = socket.socket()
+                extra.setblocking(False)
+                extra.connect_ex(("127.0.0.1", port))
+                waiting.append(extra)
+            threading.Event().wait(0.2)
+            with pytest.raises(upstream.Timeout):
+                post(f"http://127.0.0.1:{port}/v1/chat/completions")
+        finally:
+            for extra in waiting:
+                extra.close()

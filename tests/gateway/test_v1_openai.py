@@ -161,3 +161,10 @@ def test_the_relays_event_reader_reads_what_the_generic_one_reads(stream):
 
     lines = [line.rstrip(b"\r") for line in stream.split(b"\n")]
     assert [data.decode() for data in iter_sse_data(iter(lines))] == [data for _event, data in iter_sse(iter(lines))]
+
+
+def test_an_event_spanning_lines_is_relayed_as_one_event():
+    from gateway.adapters.base import sse
+
+    assert sse(b'{"a":\n1}') == b'data: {"a":\ndata: 1}\n\n'
+    assert sse('{"b": 2}') == b'data: {"b": 2}\n\n'
