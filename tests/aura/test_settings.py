@@ -126,3 +126,11 @@ def test_env_example_lists_every_setting():
     read = set(re.findall(r'env(?:_bool|_int|_choice|_url|\.str|\.list)\(\s*"([A-Z_]+)"', (ROOT / "aura/settings.py").read_text()))
     listed = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.M))
     assert read == listed
+
+
+def test_a_web_process_sets_its_garbage_collector_for_bursts(tmp_path):
+    """What start-up made is frozen, and young objects are collected in larger batches (see aura/wsgi.py)."""
+    probe = "import gc, aura.wsgi; print(gc.get_threshold(), gc.get_freeze_count() > 10_000)"
+    result = start({"AURA_DATA_DIR": str(tmp_path)}, command=probe)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "(20000, 20, 20) True"
