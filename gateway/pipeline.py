@@ -141,7 +141,7 @@ def admit(ctx: Context, request) -> services.Caller:
     """
     secret = _presented_key(request)
     known = services.api_key_known(secret) if secret else None
-    if known is None and secret:
+    if known is None and secret and cache.redis() is not None:  # (without Redis nothing is learned to wait for)
         digest = services.key_digest(secret)
         learning = _learning.get(digest)
         if learning is None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 from django.test import RequestFactory
 
 from aura import cache as shared_cache
@@ -127,6 +128,7 @@ def test_first_calls_arriving_together_learn_the_key_once(client, alice, alice_k
             failed.append(repr(error))
         finally:
             pipeline.finish(ctx)
+            connection.close()  # this thread's own database connection
 
     before = commands()
     threads = [threading.Thread(target=one) for _ in range(6)]
@@ -138,3 +140,41 @@ def test_first_calls_arriving_together_learn_the_key_once(client, alice, alice_k
     assert learned == [True]
     assert commands().get("mget", 0) - before.get("mget", 0) == 2  # the key, then the account's entries: once
     assert shared_cache.redis().zcard(f"rl:f:{alice.pk}") == 0  # every slot freed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_calls_arriving_together_do_not_wait_for_each_other(client, alice, alice_key, monkeypatch, settings):
+    """Nothing is learned without Redis (embedded mode), so no call waits for another to learn the key."""
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "alone"}}
+    services.api_keys_known_reset()
+    all_in = threading.Barrier(4, timeout=pipeline.LEARN_WAIT_SECONDS / 2)  # shorter than a wait for another call
+    first_in = threading.Event()
+    real_admit = services.api_key_admit
+
+    def admit_together(secret):
+        first_in.set()
+        all_in.wait()  # breaks if any call waited for another instead of admitting itself
+        return real_admit(secret)
+
+    monkeypatch.setattr(services, "api_key_admit", admit_together)
+    request = RequestFactory().post("/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+    admitted, failed = [], []
+
+    def one():
+        ctx = pipeline.start(request, "chat")
+        try:
+            admitted.append(pipeline.admit(ctx, request).user_id)
+        except Exception as error:
+            failed.append(repr(error))
+        finally:
+            pipeline.finish(ctx)
+            connection.close()  # this thread's own database connection
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    threads[0].start()
+    assert first_in.wait(5)  # the first call is admitting the key when the others arrive
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert not failed and admitted == [alice.pk] * 4
