@@ -13,6 +13,7 @@ format, so ``django.core.cache.cache`` reads what this module writes.
 
 import logging
 import select
+import threading
 import time
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
@@ -20,6 +21,7 @@ from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from redis.connection import DefaultParser
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 try:  # the system's poll, not gevent's cooperative one (see RedisParser)
     from gevent.monkey import get_original
@@ -173,6 +175,106 @@ def incr(key: str, timeout: int) -> int | None:
         return pipe.execute()[1]
 
     return guarded("incr", count, None)
+
+
+class _Call:
+    __slots__ = ("add", "replies", "error", "lead", "done")
+
+    def __init__(self, add):
+        self.add, self.replies, self.error, self.lead = add, None, None, False
+        self.done = threading.Event()
+
+
+class _RoundTrips:
+    """Group commit: the calls a process makes while a round trip is under way share the next one.
+
+    One pipeline is in flight per client at a time. The first call sends its own at once; calls
+    made meanwhile queue, and when the reply comes the first of them sends everyone's commands in
+    one pipeline. Alone, a call costs what it did; in a burst, a thousand calls take a few dozen
+    round trips instead of a thousand (in bench/gateway.py, Redis was a sixth of a stream's CPU).
+    """
+
+    def __init__(self, client):
+        self.client = client
+        self.lock = threading.Lock()
+        self.queue: list[_Call] = []
+        self.busy = False
+
+    def run(self, add) -> list:
+        call = _Call(add)
+        with self.lock:
+            self.queue.append(call)
+            call.lead, self.busy = not self.busy, True
+        if not call.lead:
+            try:
+                call.done.wait()  # answered, or asked to lead the next round trip
+            except BaseException:  # killed while waiting: never leave the queue without a leader
+                self._leave(call)
+                raise
+        if call.lead:
+            self._send()
+        if call.error is not None:
+            raise call.error
+        return call.replies
+
+    def _send(self) -> None:
+        with self.lock:
+            calls, self.queue = self.queue, []
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            spans = []
+            for call in calls:
+                start = len(pipe.command_stack)
+                try:
+                    call.add(pipe)
+                except Exception as error:  # this call's own mistake: the others go on
+                    del pipe.command_stack[start:]
+                    call.error = error
+                spans.append((start, len(pipe.command_stack)))
+            replies = pipe.execute(raise_on_error=False) if pipe.command_stack else []
+            for call, (start, end) in zip(calls, spans, strict=True):
+                if call.error is None:
+                    call.replies = replies[start:end]
+        except Exception as error:
+            for call in calls:
+                call.error = call.error or error
+        except BaseException:  # this greenlet was killed mid-trip: the others must not wait forever
+            for call in calls:
+                call.error = call.error or RedisConnectionError("round trip abandoned")
+            raise
+        finally:
+            for call in calls:
+                call.lead = False
+                call.done.set()
+            with self.lock:
+                self._hand_on()
+
+    def _leave(self, call: _Call) -> None:
+        with self.lock:
+            if call in self.queue:
+                self.queue.remove(call)
+            if call.lead:
+                self._hand_on()
+
+    def _hand_on(self) -> None:
+        """(Under the lock.) The next queued call leads the next round trip; with none, the next to come."""
+        if self.queue:
+            self.queue[0].lead = True
+            self.queue[0].done.set()
+        else:
+            self.busy = False
+
+
+_round_trips: dict[int, _RoundTrips] = {}
+
+
+def round_trip(client, add) -> list:
+    """The replies to the commands ``add(pipe)`` puts in a pipeline, sent with those of the calls
+    made at the same time (a failed command's reply is its exception). Raises if Redis does."""
+    trips = _round_trips.get(id(client))
+    if trips is None or trips.client is not client:
+        trips = _round_trips[id(client)] = _RoundTrips(client)
+    return trips.run(add)
 
 
 def reset() -> None:

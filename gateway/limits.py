@@ -18,6 +18,7 @@ run on an in-process table. If Redis is down, authenticated calls go through
 (fail open, logged by ``aura.cache``) rather than fail for everyone.
 """
 
+import hashlib
 import logging
 import math
 import threading
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass
 
 from django.utils import timezone
+from redis.exceptions import NoScriptError
 
 from aura import cache
 from billing.plans import Plan
@@ -138,14 +140,18 @@ def _names(user_id: int, key_id: int, minute: int, month: str) -> list[str]:
 
 # The check, in Redis --------------------------------------------------------------------
 
-_scripts: dict = {}
+_CHECK_SHA = hashlib.sha1(_CHECK.encode()).hexdigest()  # noqa: S324 -- the name Redis caches the script under
 
 
 def _redis_check(client, names: list[str], args: list) -> list[int]:
-    script = _scripts.get(id(client))
-    if script is None:
-        script = _scripts[id(client)] = client.register_script(_CHECK)
-    return script(keys=names, args=args, client=client)
+    """One run of the check, in a round trip shared with the process's other calls (``cache.round_trip``)."""
+    (reply,) = cache.round_trip(client, lambda pipe: pipe.evalsha(_CHECK_SHA, len(names), *names, *args))
+    if isinstance(reply, NoScriptError):  # Redis restarted or was flushed: teach it the script again
+        client.script_load(_CHECK)
+        (reply,) = cache.round_trip(client, lambda pipe: pipe.evalsha(_CHECK_SHA, len(names), *names, *args))
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 def _redis_seed(client, name: str, value: int) -> None:
@@ -153,15 +159,18 @@ def _redis_seed(client, name: str, value: int) -> None:
 
 
 def _redis_finish(client, user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool, also=None) -> None:
-    pipe = client.pipeline(transaction=False)
-    if also is not None:
-        also(pipe)
-    pipe.zrem(f"rl:f:{user_id}", request_id)
-    if tokens:
-        for name in [f"rl:t:a:{user_id}:{minute}"] + ([f"rl:t:k:{key_id}:{minute}"] if key_tpm else []):
-            pipe.incrby(name, tokens)
-            pipe.expire(name, WINDOW_TTL)
-    pipe.execute()
+    def add(pipe):
+        if also is not None:
+            also(pipe)
+        pipe.zrem(f"rl:f:{user_id}", request_id)
+        if tokens:
+            for name in [f"rl:t:a:{user_id}:{minute}"] + ([f"rl:t:k:{key_id}:{minute}"] if key_tpm else []):
+                pipe.incrby(name, tokens)
+                pipe.expire(name, WINDOW_TTL)
+
+    for reply in cache.round_trip(client, add):
+        if isinstance(reply, Exception):
+            raise reply
 
 
 # The same check, in process (embedded mode: one process, no Redis) ---------------------------

@@ -10,6 +10,7 @@ import time
 import pytest
 import requests
 
+from aura import cache
 from billing import plans
 from gateway import limits, services
 from gateway.models import ApiKey
@@ -160,6 +161,21 @@ def test_concurrent_admissions_never_exceed_the_limit(counters, db):
     for thread in threads:
         thread.join()
     assert len(admitted) == 24 and len(refused) == 36
+
+
+def test_the_limits_still_hold_after_redis_forgets_its_scripts(db):
+    """A restarted or flushed Redis has no scripts: the check teaches it again, and counts as before."""
+    client = cache.redis()
+    if client is None:
+        pytest.skip("about Redis")
+    caller = services.Caller(key_id=9, user_id=9)
+    plan = plans.Plan("x", "X", 0, monthly_requests=10**6, requests_per_minute=2, api_keys=1)
+    now = time.time()
+    limits.enforce(caller, plan, "one", now=now)
+    client.script_flush()
+    limits.enforce(caller, plan, "two", now=now)
+    with pytest.raises(limits.ApiError):
+        limits.enforce(caller, plan, "three", now=now)
 
 
 def test_per_key_limits_are_set_in_the_cabinet(client, alice, alice_key):

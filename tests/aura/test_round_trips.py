@@ -1,0 +1,136 @@
+"""Redis calls made at the same time share one round trip (``aura.cache.round_trip``), and each
+gets its own replies back, whatever happens to the others."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_py
+
+from aura import cache
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="about Redis round trips")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def trips(monkeypatch):
+    """The round trips sent, each as the number of calls it carried."""
+    sent = []
+    send = cache._RoundTrips._send
+
+    def counting(self):
+        sent.append(len(self.queue))
+        return send(self)
+
+    monkeypatch.setattr(cache._RoundTrips, "_send", counting)
+    return sent
+
+
+def in_threads(calls):
+    """Start each call in its own thread (the first alone, the rest while its round trip is under way)."""
+    results, errors = {}, {}
+
+    def run(name, call):
+        try:
+            results[name] = call()
+        except Exception as error:
+            errors[name] = error
+
+    threads = [threading.Thread(target=run, args=item) for item in calls.items()]
+    threads[0].start()
+    time.sleep(0.1)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    return results, errors
+
+
+def test_calls_made_while_a_round_trip_is_under_way_share_the_next_and_get_their_own_replies(trips):
+    client = cache.redis()
+    client.delete("rt:empty", *(f"rt:{n}" for n in range(30)))
+    calls = {"first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.4))}  # holds its trip a while
+    for n in range(30):
+        calls[n] = lambda n=n: cache.round_trip(client, lambda pipe: (pipe.set(f"rt:{n}", n), pipe.get(f"rt:{n}")))
+    results, errors = in_threads(calls)
+    assert not errors
+    assert results["first"] == [None]
+    assert all(results[n] == [True, str(n).encode()] for n in range(30))
+    assert trips == [1, 30]  # the first alone, then everyone who came meanwhile
+
+
+def test_a_failing_command_fails_only_its_own_call(trips):
+    client = cache.redis()
+    client.set("rt:text", "not a number")
+    calls = {
+        "first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.4)),
+        "bad": lambda: cache.round_trip(client, lambda pipe: pipe.incr("rt:text")),
+        "broken": lambda: cache.round_trip(client, lambda pipe: 1 / 0),
+        "good": lambda: cache.round_trip(client, lambda pipe: pipe.echo("fine")),
+    }
+    results, errors = in_threads(calls)
+    assert isinstance(results["bad"][0], redis_py.ResponseError)  # its reply, for the caller to judge
+    assert isinstance(errors["broken"], ZeroDivisionError)
+    assert results["good"] == [b"fine"]
+    assert trips == [1, 3]
+
+
+def test_when_redis_cannot_be_reached_every_call_is_told_and_the_next_ones_still_run():
+    client = redis_py.Redis(port=free_port(), socket_connect_timeout=0.5)
+    calls = {n: lambda: cache.round_trip(client, lambda pipe: pipe.ping()) for n in range(5)}
+    results, errors = in_threads(calls)
+    assert not results and len(errors) == 5
+    assert all(isinstance(error, redis_py.ConnectionError) for error in errors.values())
+    with pytest.raises(redis_py.ConnectionError):  # not stuck behind a round trip that never ended
+        cache.round_trip(client, lambda pipe: pipe.ping())
+
+
+def test_a_call_killed_while_it_waits_does_not_leave_the_others_waiting():
+    """Under gevent (the web workers), a greenlet can be killed while it waits its turn, even just as it
+    is asked to send the next round trip. The calls behind it still get their replies."""
+    script = textwrap.dedent(
+        """
+        from gevent import monkey
+
+        monkey.patch_all()
+        import sys
+
+        import gevent
+        import redis
+
+        from aura.cache import _RoundTrips
+
+        client = redis.Redis.from_url(sys.argv[1])
+        doomed = []
+
+
+        class Trips(_RoundTrips):
+            def _hand_on(self):
+                if self.queue and self.queue[0].add is second:
+                    doomed[1].kill(block=False)  # lands just as it is asked to send the next round trip
+                super()._hand_on()
+
+
+        trips = Trips(client)
+        leader = gevent.spawn(trips.run, lambda pipe: pipe.blpop("rt:empty", 0.3))
+        gevent.sleep(0.05)
+        first, second = (lambda pipe: pipe.ping()), (lambda pipe: pipe.ping())
+        doomed += [gevent.spawn(trips.run, first), gevent.spawn(trips.run, second)]
+        gevent.sleep(0.05)
+        after = gevent.spawn(trips.run, lambda pipe: pipe.echo("after"))
+        gevent.sleep(0.05)
+        doomed[0].kill()  # while it waits its turn
+        print(leader.get(timeout=5), after.get(timeout=5), [type(g.value).__name__ for g in doomed])
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script, os.environ["REDIS_URL"]], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[None] [b'after'] ['GreenletExit', 'GreenletExit']"
