@@ -1,5 +1,6 @@
 import gc
 import os
+import sys
 
 import django
 
@@ -21,6 +22,10 @@ tokenizer.warm_up()
 catalog.load()
 if monkey.is_module_patched("socket"):  # a gevent web worker
     dns.install()
+if "gunicorn" in sys.modules:  # served by gunicorn: fewer writes per response (aura/gunicorn_response.py)
+    from aura import gunicorn_response
+
+    gunicorn_response.install()
 # Each web process moves the usage records its calls spool in Redis into PostgreSQL.
 spool.start_flusher()
 
