@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import connection
+from django.db import connections
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -100,10 +100,15 @@ def chat(request, ctx):
 
 
 def _release_database():
-    """A stream may last minutes: give a pooled database connection back now; the usage record takes one at the end."""
-    if settings.DATABASES["default"].get("OPTIONS", {}).get("pool") and connection.connection is not None:
-        if not connection.in_atomic_block:
-            connection.close()
+    """A stream may last minutes: give a pooled database connection back now; the usage record takes one at the end.
+
+    Only a connection this call opened is looked at: under gevent each greenlet has its own, and
+    merely asking ``connection`` about it built one (2.5% of a stream's CPU, py-spy).
+    """
+    if settings.DATABASES["default"].get("OPTIONS", {}).get("pool"):
+        for opened in connections.all(initialized_only=True):
+            if opened.connection is not None and not opened.in_atomic_block:
+                opened.close()
 
 
 def _from_cache(ctx, answer: dict, body: dict):
