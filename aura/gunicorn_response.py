@@ -5,7 +5,8 @@ through gevent's ``sendall`` (which first asks the kernel for the socket's buffe
 loopback a write is what a response costs most: in bench/gateway.py's burst of a thousand streams,
 a fifth of the workers' time went to ``send``. Here the head is held until the body's first bytes
 (or the end of the response) and leaves with them: a JSON answer with its Content-Length takes one
-write instead of two, a stream one fewer. A piece that fits the socket's buffer takes one ``send``.
+write instead of two, a stream two fewer (``write_last``: its final piece takes the body's end
+along, see aura.handlers). A piece that fits the socket's buffer takes one ``send``.
 
 What goes on the wire is byte for byte what gunicorn sends; only the number of writes changes.
 ``install()`` makes gunicorn build these (it looks its response class up when each request comes).
@@ -20,6 +21,8 @@ _LAST_CHUNK = b"0\r\n\r\n"
 class Response(wsgi.Response):
     _head = b""
     _eager = False  # sendfile writes straight to the socket: the head must already be there
+    _last = False  # the piece being written is the body's last (chunked: its end goes with it)
+    _ended = False
 
     def send_headers(self):
         if self.headers_sent:
@@ -31,9 +34,19 @@ class Response(wsgi.Response):
         if self._eager:
             self._send(b"")
 
+    def write_last(self, data: bytes) -> None:
+        """Write the body's last piece; a chunked body's end leaves with it, in the same write."""
+        self._last = True
+        try:
+            self.write(data)
+        finally:
+            self._last = False
+
     def _emit_body(self, data):
         if self.chunked:
             data = b"%X\r\n%b\r\n" % (len(data), data)
+            if self._last:
+                data, self._ended = data + _LAST_CHUNK, True
         self._send(data)
 
     def sendfile(self, respiter):
@@ -46,7 +59,7 @@ class Response(wsgi.Response):
     def close(self):
         if not self.headers_sent:
             self.send_headers()
-        self._send(_LAST_CHUNK if self.chunked else b"")
+        self._send(_LAST_CHUNK if self.chunked and not self._ended else b"")
 
     def _send(self, data: bytes) -> None:
         if self._head:

@@ -15,6 +15,13 @@ API_URLCONF = "gateway.api_urls"
 
 
 class ApiHandler(WSGIHandler):
+    def __call__(self, environ, start_response):
+        response = super().__call__(environ, start_response)
+        writer = getattr(start_response, "__self__", None)
+        if response.streaming and hasattr(response, "is_last_piece") and hasattr(writer, "write_last"):
+            return _EndsWithLastPiece(response, writer)
+        return response
+
     def get_response(self, request):
         request.urlconf = API_URLCONF  # only the /v1 routes to search
         response = super().get_response(request)
@@ -28,6 +35,28 @@ class ApiHandler(WSGIHandler):
         self._template_response_middleware = []
         self._exception_middleware = []
         self._middleware_chain = convert_exception_to_response(SecurityMiddleware(convert_exception_to_response(self._get_response)))
+
+
+class _EndsWithLastPiece:
+    """A stream that says which piece is its last: that piece leaves with the end of the body, in one
+    write (aura/gunicorn_response.py), instead of the end following in a write of its own."""
+
+    def __init__(self, response, writer):
+        self.response, self.writer = response, writer
+
+    def __iter__(self):
+        ended = False
+        for piece in self.response:
+            if ended:
+                continue  # nothing may follow the body's end (a stream's generator yields nothing more)
+            if self.response.is_last_piece():
+                self.writer.write_last(piece)
+                ended = True
+            else:
+                yield piece
+
+    def close(self):
+        self.response.close()
 
 
 class Application:

@@ -13,6 +13,10 @@ in alternating rounds, in a shuffled order each round:
   the upstream's own p50, measured in the same round);
 - throughput: 50 keep-alive connections for ``--seconds``: requests/s.
 
+With ``--streams N`` each round is instead a burst of N concurrent streamed calls against a slow
+upstream (chunks 100 ms apart, as bench/gateway.py's concurrency phase), for the upstream called
+directly and for each version: completed/s as a percentage of direct's in the same round.
+
 It prints the median over the rounds for each version and their ratio, and removes the worktree.
 The schema is migrated by the current tree: REV must not need a different one. Nothing is written
 to the repository; no key is printed.
@@ -43,12 +47,23 @@ def measure(port: int, identities: list[dict], calls: int, seconds: float) -> tu
     return sequential["latency_ms"]["p50"], busy["rps"]
 
 
+def burst(port: int, identities: list[dict], count: int) -> float:
+    """Completed/s of ``count`` concurrent streams, each on its own connection."""
+    body = {**bench.PROMPT, "stream": True}
+    spec = {"host": bench.HOST, "path": "/v1/chat/completions", "port": port, "identities": identities, "body": body, "timeout": 120}
+    result = bench.loadgen({**spec, "mode": "streams", "streams": count}, 240)
+    if result["errors"]:
+        raise RuntimeError(f"errors against port {port}: {result['errors']} ({result['error_kinds']})")
+    return result["completed_per_s"]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="the git revision to compare against (a commit, tag or branch)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--streams", type=int, default=0, help="measure bursts of this many streams instead")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="aura-ab-"))
@@ -57,12 +72,14 @@ def main() -> int:
     procs = bench.Processes(tmp)
     try:
         bench.say("starting the upstream")
-        upstream = bench.start_upstream(procs, "upstream-fast", 0)
+        streams = args.streams > 0
+        upstream = bench.start_upstream(procs, "upstream", bench.SLOW_CHUNK_DELAY_MS if streams else 0)
         env = bench.aura_env()
         bench.ensure_database(env)
         bench.say("seeding the tenants")
         run_id = f"ab-{secrets.token_hex(4)}"
-        tenants = bench.seed_tenants(env, run_id, {"fast": upstream})["fast"]
+        group = "slow" if streams else "fast"
+        tenants = bench.seed_tenants(env, run_id, {group: upstream})[group]
         identities = [{"Authorization": f"Bearer {key}"} for key in tenants]
         ports = {}
         for name, cwd in (("before", checkout), ("now", bench.ROOT)):
@@ -70,6 +87,8 @@ def main() -> int:
             service = bench.start_aura(procs, env, ports[name], name=f"aura-{name}", cwd=cwd)
             bench.wait_ready(service, ports[name], "/v1/models", identities[0], 60)
         direct = [{"Authorization": f"Bearer {bench.UPSTREAM_KEY}"}]
+        if streams:
+            return compare_bursts(args, upstream, direct, ports, identities)
         results = {name: {"added": [], "rps": []} for name in ports}
         rng = random.Random(20261127)
         for round_ in range(1, args.rounds + 1):
@@ -95,6 +114,25 @@ def main() -> int:
         procs.stop_all()
         subprocess.run(["git", "worktree", "remove", "--force", str(checkout)], cwd=bench.ROOT, check=False, capture_output=True)  # noqa: S603, S607
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare_bursts(args, upstream: int, direct: list[dict], ports: dict, identities: list[dict]) -> int:
+    for name in ports:  # every tenant once on each version, as bench/gateway.py warms up
+        burst(ports[name], identities, len(identities))
+    shares = {name: [] for name in ports}
+    rng = random.Random(20261127)
+    for round_ in range(1, args.rounds + 1):
+        bench.wait_quiet(60)
+        base = burst(upstream, direct, args.streams)
+        order = list(ports)
+        rng.shuffle(order)
+        for name in order:
+            shares[name].append(100 * burst(ports[name], identities, args.streams) / base)
+        bench.say(f"round {round_}: direct {base:,.0f}/s, " + ", ".join(f"{n} {shares[n][-1]:.0f}%" for n in ports))
+    before, now = statistics.median(shares["before"]), statistics.median(shares["now"])
+    print(f"AURA now against AURA at {args.before}: medians of {args.rounds} interleaved rounds")
+    print(f"  {args.streams} concurrent streams, completed/s as % of direct's: before {before:.0f}%, now {now:.0f}% ({now / before:.2f}x)")
+    return 0
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class Context:
     tokens_used: int = 0  # prompt + completion tokens the providers processed, for the TPM windows
     breakers: dict | None = None  # the providers' circuit breakers, when admission read them
     spooled: list = field(default_factory=list)  # (fields, encoded) of usage records finish() hands to the spool
+    last_piece: bool = False  # a stream has yielded its final piece (aura.handlers ends the body with it)
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -952,33 +953,43 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
     name = ctx.route.provider.name
     assembler = Assembler() if cache_store else None
     lines = upstream.iter_lines(response)
+    held: list[bytes] = []  # events held back to leave with the stream's end, which has already arrived
+
+    def last(piece: bytes) -> bytes:
+        """The stream's final piece, with the events held back for it (one write, with the body's end)."""
+        ctx.last_piece = True
+        return b"".join(held) + piece
+
     try:
         for item in adapter.stream_chunks(lines, call, state):
             if assembler:
                 assembler.add(item)
-            yield sse(item)
+            if response.rest_buffered():
+                held.append(sse(item))
+            else:
+                yield sse(item)
         if state.finished:
             settle(200)
             if assembler and state.usage.reported:
                 cache_store(assembler.answer(state.usage))
-            yield sse("[DONE]")
+            yield last(sse("[DONE]"))
             upstream.drain(response, lines)  # the client has its answer; keep the connection
         else:
             settle(502, "stream_incomplete")
-            yield failure(f"{name} ended the stream early.", "stream_incomplete")
+            yield last(failure(f"{name} ended the stream early.", "stream_incomplete"))
     except GeneratorExit:
         settle(499, "client_disconnected")
         raise
     except UpstreamStreamError as error:
         settle(502, "stream_error")
-        yield failure(f"{name} reported an error mid-stream ({error.args[0]}).", "upstream_error")
+        yield last(failure(f"{name} reported an error mid-stream ({error.args[0]}).", "upstream_error"))
     except (*upstream.StreamBroken, ValueError) as error:
         settle(502, type(error).__name__[:40])
-        yield failure(f"The stream from {name} broke off.", "stream_interrupted")
+        yield last(failure(f"The stream from {name} broke off.", "stream_interrupted"))
     except Exception:  # a chunk the adapter could not make sense of (the log filter keeps only the class)
         log.exception("stream from %s unreadable (%s)", name, ctx.request_id)
         settle(502, "stream_unreadable")
-        yield failure(f"{name} sent a stream AURA could not read.", "upstream_invalid")
+        yield last(failure(f"{name} sent a stream AURA could not read.", "upstream_invalid"))
     finally:
         if not accounted:  # ended some other way (the worker stopping mid-stream): still one record
             settle(499, "stream_aborted")

@@ -90,19 +90,21 @@ class Headers(dict):
 
 
 class _Connection:
-    __slots__ = ("sock", "origin", "buffer", "idle_since")
+    __slots__ = ("sock", "origin", "buffer", "idle_since", "fills")
 
     def __init__(self, sock, origin: tuple):
         self.sock = sock
         self.origin = origin
         self.buffer = b""
         self.idle_since = 0.0
+        self.fills = 0  # reads from the network so far
 
     def fill(self) -> None:
         data = self.sock.recv(READ_SIZE)
         if not data:
             raise ProtocolError("closed by the provider")
         self.buffer = self.buffer + data if self.buffer else data
+        self.fills += 1
 
     def line(self, limit: int = MAX_HEAD_BYTES) -> bytes:
         """The next line, without its line break."""
@@ -251,6 +253,43 @@ def _head(method: str, target: str, host: str, headers: dict, length: int | None
 # responses ---------------------------------------------------------------------------------------
 
 
+def _chunk_size(line: bytes) -> int:
+    digits = line.split(b";", 1)[0].strip()
+    if not _HEX.fullmatch(digits):
+        raise ProtocolError("bad chunk size")
+    return int(digits, 16)
+
+
+def _chunked_end_in(buffer: bytes, left: int | None) -> bool:
+    """Whether ``buffer`` holds the rest of a chunked body through its end (``left``: data bytes
+    still due in the current chunk, or None when a size line comes next)."""
+    at = 0
+    if left is not None:  # the current chunk's data, then its line break
+        at = buffer.find(b"\n", left) + 1
+        if not at:
+            return False
+    while True:
+        end = buffer.find(b"\n", at)
+        if end < 0:
+            return False
+        try:
+            size = _chunk_size(buffer[at:end])
+        except ProtocolError:
+            return True  # reading it fails at once, without waiting
+        at = end + 1
+        if size == 0:
+            while True:  # trailers, then the empty line
+                end = buffer.find(b"\n", at)
+                if end < 0:
+                    return False
+                if not buffer[at:end].rstrip(b"\r"):
+                    return True
+                at = end + 1
+        at = buffer.find(b"\n", at + size) + 1
+        if not at:
+            return False
+
+
 class Response:
     """A provider's answer: status, headers, and the body (read at once, or streamed with ``iter_bytes``)."""
 
@@ -260,6 +299,9 @@ class Response:
         self.headers = headers
         self._framing = framing  # "length", "chunked", "close" (until the server closes) or "none"
         self._left = length
+        self._chunk_left = None  # chunked: data bytes left in the current chunk (None: its size line comes next)
+        self._rest_checked = -1  # the connection's read count when the rest was last found missing
+        self._rest_here = False
         self._reusable = reusable
         self.complete = framing == "none" or (framing == "length" and length == 0)
         self.content = b""
@@ -307,26 +349,44 @@ class Response:
                 yield piece
         elif self._framing == "chunked":
             while True:
-                digits = conn.line().split(b";", 1)[0].strip()
-                if not _HEX.fullmatch(digits):
-                    raise ProtocolError("bad chunk size")
-                size = int(digits, 16)
+                size = _chunk_size(conn.line())
                 if size == 0:
                     while conn.line():  # trailers, then the empty line
                         pass
                     return
-                while size:
-                    piece = conn.some(size)
-                    size -= len(piece)
+                self._chunk_left = size
+                while self._chunk_left:
+                    piece = conn.some(self._chunk_left)
+                    self._chunk_left -= len(piece)
                     yield piece
                 if conn.line():
                     raise ProtocolError("chunk longer than its size")
+                self._chunk_left = None
         elif self._framing == "close":
             if conn.buffer:
                 piece, conn.buffer = conn.buffer, b""
                 yield piece
             while data := conn.sock.recv(READ_SIZE):
                 yield data
+
+    def rest_buffered(self) -> bool:
+        """Whether the rest of the body has already arrived: reading it to its end will not wait.
+
+        A relay that knows this can send what is left in one write instead of one per event (the
+        last events of a stream and its end usually arrive together). Looked for once per read.
+        """
+        conn = self._conn
+        if conn is None or self.complete or self._rest_here:
+            return True
+        if self._framing == "length":
+            return len(conn.buffer) >= self._left
+        if self._framing != "chunked" or conn.fills == self._rest_checked:
+            return False
+        if _chunked_end_in(conn.buffer, self._chunk_left):
+            self._rest_here = True  # and stays so: nothing more comes from the network
+            return True
+        self._rest_checked = conn.fills
+        return False
 
     def _release(self) -> None:
         conn, self._conn = self._conn, None

@@ -91,6 +91,7 @@ def chat(request, ctx):
         streamed = StreamingHttpResponse(events, content_type="text/event-stream")
         streamed["Cache-Control"] = "no-cache"
         streamed["X-Accel-Buffering"] = "no"
+        streamed.is_last_piece = lambda: ctx.last_piece  # see aura.handlers.ApiHandler
         return _respond(ctx, streamed)
     answer, usage = adapter.from_upstream(pipeline.parse(ctx, response), call)
     pipeline.account(ctx, usage, status=200)

@@ -34,8 +34,9 @@ class CountingSocket(socket.socket):
         return super().sendall(data, *args)
 
 
-def respond(response_class, request: bytes, status: str, headers: list, body: list[bytes]) -> tuple[bytes, int]:
-    """What a response class puts on the wire for one request, and in how many writes."""
+def respond(response_class, request: bytes, status: str, headers: list, body: list[bytes], last: bool = False) -> tuple[bytes, int]:
+    """What a response class puts on the wire for one request, and in how many writes (``last``: the
+    final piece is written as the body's last, as aura.handlers does for a stream)."""
     server, client = socket.socketpair()
     received = []
 
@@ -53,8 +54,8 @@ def respond(response_class, request: bytes, status: str, headers: list, body: li
             req = next(iter(RequestParser(cfg, sock, ("127.0.0.1", 4000))))
             resp = response_class(req, sock, cfg)
             resp.start_response(status, headers)
-            for piece in body:
-                resp.write(piece)
+            for n, piece in enumerate(body, 1):
+                (resp.write_last if last and n == len(body) else resp.write)(piece)
             resp.close()
             writes = sock.writes
         reader.join(10)
@@ -81,6 +82,14 @@ def test_the_bytes_are_gunicorn_s_in_fewer_writes(case):
     ours, our_writes = respond(gunicorn_response.Response, request, status, headers, body)
     assert ours == theirs
     assert (our_writes, their_writes) == writes
+
+
+def test_a_stream_s_last_piece_takes_the_body_s_end_along():
+    body = [b"data: 1\n\n", b"data: [DONE]\n\n"]
+    theirs, their_writes = respond(wsgi.Response, GET, "200 OK", [("Content-Type", "text/event-stream")], body)
+    ours, our_writes = respond(gunicorn_response.Response, GET, "200 OK", [("Content-Type", "text/event-stream")], body, last=True)
+    assert ours == theirs and ours.endswith(b"E\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+    assert (our_writes, their_writes) == (2, 4)
 
 
 def test_a_response_larger_than_the_socket_takes_still_arrives_whole():

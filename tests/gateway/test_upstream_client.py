@@ -202,6 +202,40 @@ def test_a_stream_is_read_piece_by_piece_as_it_arrives(serve):
     assert "Accept-Encoding: identity" in head and "Accept: text/event-stream" in head
 
 
+def test_a_stream_knows_when_the_rest_of_its_body_has_arrived(serve):
+    """Once the rest of a body is here, a relay may send what is left in one write: never before."""
+    events = [b'data: {"n": 1}\n\n', b'data: {"n": 2}\n\n', b"data: [DONE]\n\n"]
+    chunks = [b"%x\r\n%s\r\n" % (len(event), event) for event in events]
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    end = b"0\r\n\r\n"
+    # The second event alone; then the third with the end but for its last byte; then that byte.
+    server = serve(
+        [head + chunks[0], b"<wait>", chunks[1], b"<pause>", chunks[2] + end[:-1], b"<pause>", end[-1:]],
+        [head + chunks[0], b"<pause>", chunks[1], b"<pause>", chunks[2] + end],
+    )
+    response = post(server.url, stream=True)
+    lines = upstream.iter_lines(response)
+    assert next(lines) == b'data: {"n": 1}'
+    assert not response.rest_buffered()  # the server has sent nothing more yet
+    server.go.set()
+    assert [next(lines), next(lines)] == [b"", b'data: {"n": 2}']
+    assert not response.rest_buffered()  # more is due
+    assert [next(lines), next(lines)] == [b"", b"data: [DONE]"]
+    assert not response.rest_buffered()  # the end has come but for one byte
+    assert list(lines) == [b""]
+    response.close()
+    # The same stream, its last event arriving with the whole end, over the same connection.
+    response = post(server.url, stream=True)
+    lines = upstream.iter_lines(response)
+    assert [next(lines), next(lines), next(lines)] == [b'data: {"n": 1}', b"", b'data: {"n": 2}']
+    assert not response.rest_buffered()
+    assert [next(lines), next(lines)] == [b"", b"data: [DONE]"]
+    assert response.rest_buffered()  # reading on will not wait
+    assert list(lines) == [b""]
+    response.close()
+    assert server.connections == 1
+
+
 def test_a_stream_left_half_read_drops_its_connection(serve):
     head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
     server = serve([head + b"9\r\ndata: x\n\n\r\n", b"<wait>", b"0\r\n\r\n"], ok(b"{}"))
