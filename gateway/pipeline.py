@@ -173,8 +173,9 @@ def admit(ctx: Context, request) -> services.Caller:
 def _admit_fully(ctx: Context, request, secret: str) -> services.Caller:
     caller = authenticate(ctx, request, secret)
     keys = ctx.vault.keys if ctx.vault else ()
-    # The same round trip reads the circuit breakers of the account's providers.
-    ctx.limit_headers, peeked = _enforce(ctx, peek=routing.breaker_names(keys))
+    # The same round trip reads the circuit breakers of the account's providers. Noted before it:
+    # the key is known from now on, and calls that come meanwhile peek at the breakers too.
+    ctx.limit_headers, peeked = _enforce(ctx, peek=_note_breakers(caller.user_id, keys))
     _admitted(ctx, peeked)
     return caller
 
@@ -189,12 +190,17 @@ def _enforce(ctx: Context, **options) -> tuple[dict, dict]:
     return found
 
 
-def _admitted(ctx: Context, peeked: dict) -> None:
-    keys = ctx.vault.keys if ctx.vault else ()
+def _note_breakers(user_id: int, keys) -> tuple[str, ...]:
     names = routing.breaker_names(keys)
     if len(_breaker_names) >= 100_000:
         _breaker_names.clear()
-    _breaker_names[ctx.caller.user_id] = names
+    _breaker_names[user_id] = names
+    return names
+
+
+def _admitted(ctx: Context, peeked: dict) -> None:
+    keys = ctx.vault.keys if ctx.vault else ()
+    names = _note_breakers(ctx.caller.user_id, keys)
     if peeked and all(name in peeked for name in names):
         ctx.breakers = routing.breakers(keys, found=peeked)
 

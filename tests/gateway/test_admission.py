@@ -10,7 +10,7 @@ from django.db import connection
 from django.test import RequestFactory
 
 from aura import cache as shared_cache
-from gateway import pipeline, services
+from gateway import limits, pipeline, services
 from gateway.models import ApiKey, ProviderKey
 from tests.conftest import subscribe
 
@@ -140,6 +140,48 @@ def test_first_calls_arriving_together_learn_the_key_once(client, alice, alice_k
     assert learned == [True]
     assert commands().get("mget", 0) - before.get("mget", 0) == 2  # the key, then the account's entries: once
     assert shared_cache.redis().zcard(f"rl:f:{alice.pk}") == 0  # every slot freed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_calls_arriving_during_a_keys_first_admission_read_the_breakers_in_theirs(client, alice, alice_key, monkeypatch):
+    """The first call has learned the key and waits on its limits round trip: calls that come meanwhile
+    find the key known, and their own round trip reads the providers' breakers (none reads them apart)."""
+    call(client, alice_key)
+    services.api_keys_known_reset()
+    pipeline._breaker_names.clear()
+    real_enforce = limits.enforce
+    first = threading.Event()
+
+    def slow_first(*args, **kwargs):
+        if not first.is_set():
+            first.set()
+            time.sleep(0.4)  # a slow round trip: the others come during it
+        return real_enforce(*args, **kwargs)
+
+    monkeypatch.setattr(limits, "enforce", slow_first)
+    request = RequestFactory().post("/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
+    breakers, failed = [], []
+
+    def one():
+        ctx = pipeline.start(request, "chat")
+        try:
+            pipeline.admit(ctx, request)
+            breakers.append(ctx.breakers)
+        except Exception as error:
+            failed.append(repr(error))
+        finally:
+            pipeline.finish(ctx)
+            connection.close()
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    threads[0].start()
+    assert first.wait(5)
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not failed and len(breakers) == 4
+    assert all(found is not None for found in breakers)
 
 
 @pytest.mark.django_db(transaction=True)
