@@ -960,17 +960,21 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
     assembler = Assembler() if cache_store else None
     lines = upstream.iter_lines(response)
     held: list[bytes] = []  # events held back to leave with the stream's end, which has already arrived
+    # Only while nothing before the end waits on the network: settling then only hands the record
+    # to the spool; writing it to the database, or storing the answer in the response cache, would.
+    may_hold = cache_store is None and spool.enabled()
 
-    def last(piece: bytes) -> bytes:
-        """The stream's final piece, with the events held back for it (one write, with the body's end)."""
-        ctx.last_piece = True
+    def last(piece: bytes, *, ends: bool = True) -> bytes:
+        """The stream's final piece, with the events held back for it; ``ends``: the body's end may go
+        with it (aura.handlers), which it may not while the provider's own end is still due (drain)."""
+        ctx.last_piece = ends
         return b"".join(held) + piece
 
     try:
         for item in adapter.stream_chunks(lines, call, state):
             if assembler:
                 assembler.add(item)
-            if response.rest_buffered():
+            if may_hold and response.rest_buffered():
                 held.append(sse(item))
             else:
                 yield sse(item)
@@ -978,7 +982,7 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
             settle(200)
             if assembler and state.usage.reported:
                 cache_store(assembler.answer(state.usage))
-            yield last(sse("[DONE]"))
+            yield last(sse("[DONE]"), ends=response.rest_buffered())
             upstream.drain(response, lines)  # the client has its answer; keep the connection
         else:
             settle(502, "stream_incomplete")

@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import re
 import socket
 import subprocess
@@ -99,9 +100,15 @@ def test_a_response_larger_than_the_socket_takes_still_arrives_whole():
     assert len(ours) > 10_000_000 and ours == theirs
 
 
-def test_every_kind_of_answer_through_gunicorn_on_one_keep_alive_connection(transactional_db, alice_key):
-    """JSON, a stream, a HEAD, a static file (gunicorn's sendfile path), one after the other on one connection."""
-    with web_server("--worker-class", "gevent", "--workers", "1") as url:
+@pytest.mark.parametrize("spool", ["true", "false"])
+def test_every_kind_of_answer_through_gunicorn_on_one_keep_alive_connection(transactional_db, alice_key, spool):
+    """JSON, a stream, a HEAD, a static file (gunicorn's sendfile path), one after the other on one connection.
+
+    With the spool (production's way), a stream whose end has arrived holds its last events back to
+    send them with it; without, it sends each as it comes (its record is written before the end)."""
+    if spool == "true" and not os.environ.get("REDIS_URL"):
+        pytest.skip("the spool needs Redis")
+    with web_server("--worker-class", "gevent", "--workers", "1", AURA_USAGE_SPOOL=spool) as url:
         conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=20)
         auth = {"Authorization": f"Bearer {alice_key}"}
 
@@ -115,6 +122,8 @@ def test_every_kind_of_answer_through_gunicorn_on_one_keep_alive_connection(tran
         assert stream.status == 200 and stream.getheader("Transfer-Encoding") == "chunked"
         events = [line for line in stream.read().decode().split("\n\n") if line]
         assert events[-1] == "data: [DONE]" and len(events) > 2
+        text = "".join(json.loads(event[6:])["choices"][0]["delta"].get("content") or "" for event in events[:-1])
+        assert text  # every content event arrived, in order, whole
 
         conn.request("HEAD", "/privacy/")
         head = conn.getresponse()
