@@ -50,6 +50,19 @@ def warm(client, key):
         assert call(client, key).status_code == 200
 
 
+def admit_in_thread(request, admitted: list, failed: list) -> None:
+    """One call's admission and finish, in a thread of its own, as a web worker runs them."""
+    ctx = pipeline.start(request, "chat")
+    try:
+        pipeline.admit(ctx, request)
+        admitted.append(ctx)
+    except Exception as error:  # reported by the test: a thread's exception would be lost
+        failed.append(repr(error))
+    finally:
+        pipeline.finish(ctx)
+        connection.close()  # this thread's own database connection
+
+
 def test_a_revoked_warm_key_is_refused_at_once(client, alice_key):
     warm(client, alice_key)
     services.api_key_revoke(key=ApiKey.objects.get(name="tests"))
@@ -121,14 +134,7 @@ def test_first_calls_arriving_together_learn_the_key_once(client, alice, alice_k
 
     def one():
         together.wait()
-        ctx = pipeline.start(request, "chat")
-        try:
-            admitted.append(pipeline.admit(ctx, request).user_id)
-        except Exception as error:  # reported below: a thread's exception would be lost
-            failed.append(repr(error))
-        finally:
-            pipeline.finish(ctx)
-            connection.close()  # this thread's own database connection
+        admit_in_thread(request, admitted, failed)
 
     before = commands()
     threads = [threading.Thread(target=one) for _ in range(6)]
@@ -136,7 +142,7 @@ def test_first_calls_arriving_together_learn_the_key_once(client, alice, alice_k
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert not failed and admitted == [alice.pk] * 6
+    assert not failed and [ctx.caller.user_id for ctx in admitted] == [alice.pk] * 6
     assert learned == [True]
     assert commands().get("mget", 0) - before.get("mget", 0) == 2  # the key, then the account's entries: once
     assert shared_cache.redis().zcard(f"rl:f:{alice.pk}") == 0  # every slot freed
@@ -160,28 +166,16 @@ def test_calls_arriving_during_a_keys_first_admission_read_the_breakers_in_their
 
     monkeypatch.setattr(limits, "enforce", slow_first)
     request = RequestFactory().post("/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
-    breakers, failed = [], []
-
-    def one():
-        ctx = pipeline.start(request, "chat")
-        try:
-            pipeline.admit(ctx, request)
-            breakers.append(ctx.breakers)
-        except Exception as error:
-            failed.append(repr(error))
-        finally:
-            pipeline.finish(ctx)
-            connection.close()
-
-    threads = [threading.Thread(target=one) for _ in range(4)]
+    admitted, failed = [], []
+    threads = [threading.Thread(target=admit_in_thread, args=(request, admitted, failed)) for _ in range(4)]
     threads[0].start()
     assert first.wait(5)
     for thread in threads[1:]:
         thread.start()
     for thread in threads:
         thread.join(10)
-    assert not failed and len(breakers) == 4
-    assert all(found is not None for found in breakers)
+    assert not failed and len(admitted) == 4
+    assert all(ctx.breakers is not None for ctx in admitted)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -201,22 +195,11 @@ def test_without_redis_calls_arriving_together_do_not_wait_for_each_other(client
     monkeypatch.setattr(services, "api_key_admit", admit_together)
     request = RequestFactory().post("/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {alice_key}")
     admitted, failed = [], []
-
-    def one():
-        ctx = pipeline.start(request, "chat")
-        try:
-            admitted.append(pipeline.admit(ctx, request).user_id)
-        except Exception as error:
-            failed.append(repr(error))
-        finally:
-            pipeline.finish(ctx)
-            connection.close()  # this thread's own database connection
-
-    threads = [threading.Thread(target=one) for _ in range(4)]
+    threads = [threading.Thread(target=admit_in_thread, args=(request, admitted, failed)) for _ in range(4)]
     threads[0].start()
     assert first_in.wait(5)  # the first call is admitting the key when the others arrive
     for thread in threads[1:]:
         thread.start()
     for thread in threads:
         thread.join(15)
-    assert not failed and admitted == [alice.pk] * 4
+    assert not failed and [ctx.caller.user_id for ctx in admitted] == [alice.pk] * 4
