@@ -510,7 +510,11 @@ def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None
                 raise Unreachable() from None
         conn.sock.settimeout(read_timeout)
         counts["requests"] += 1
-        conn.sock.sendall(request)
+        # One send nearly always takes the whole request; gevent's sendall would first ask the kernel
+        # for the send buffer's size (a system call per request).
+        sent = conn.sock.send(request)
+        if sent < len(request):
+            conn.sock.sendall(memoryview(request)[sent:])
         response = _respond(conn, upstream.method)
         if not stream or response.status_code >= 400:  # an error is read whole, streamed or not: it says what went wrong
             response.read()
