@@ -328,6 +328,14 @@ def finish(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: boo
     return cache.guarded("rate limits", run, False)
 
 
+def touch_key(key_id: int) -> None:
+    """Record a key's "last used": a courtesy, so a failure is logged and the call goes on."""
+    try:
+        api_key_touch(key_id)
+    except Exception as error:
+        log.warning("last use of key %s not recorded: %s", key_id, type(error).__name__)
+
+
 def _reset(seconds: float) -> str:
     """OpenAI's duration format for x-ratelimit-reset-*: 1s, 6m0s, 20ms."""
     if seconds < 1:
@@ -377,12 +385,19 @@ class Stale(Exception):
 
 
 def enforce(
-    caller, plan: Plan, request_id: str, now: float | None = None, peek: tuple[str, ...] = (), expect: dict | None = None
+    caller,
+    plan: Plan,
+    request_id: str,
+    now: float | None = None,
+    peek: tuple[str, ...] = (),
+    expect: dict | None = None,
+    touch=None,
 ) -> tuple[dict, dict]:
     """Count this call against the plan's and the key's limits.
 
     Returns the x-ratelimit-* headers and the ``peek`` keys' raw values (when Redis read them),
-    or raises a 429, or ``Stale`` (see ``check``'s ``expect``).
+    or raises a 429, or ``Stale`` (see ``check``'s ``expect``). When the key's "last used" is due
+    (once a minute), ``touch(key_id)`` is called, or ``touch_key`` at once when it is None.
     """
     limits = Limits.of(plan, caller)
     counts = check(caller.user_id, caller.key_id, limits, request_id, time.time() if now is None else now, peek, expect)
@@ -393,10 +408,7 @@ def enforce(
     if counts.status == STALE:
         raise Stale
     if counts.touched:
-        try:  # "last used" is a courtesy: the call is counted already and must go on
-            api_key_touch(caller.key_id)
-        except Exception as error:
-            log.warning("last use of key %s not recorded: %s", caller.key_id, type(error).__name__)
+        (touch or touch_key)(caller.key_id)
     found = headers(limits, counts)
     if counts.status == RPM:
         raise _window_full("requests", "requests per minute (RPM)", (limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm), found)

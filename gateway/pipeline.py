@@ -69,6 +69,7 @@ class Context:
     breakers: dict | None = None  # the providers' circuit breakers, when admission read them
     spooled: list = field(default_factory=list)  # (fields, encoded) of usage records finish() hands to the spool
     last_piece: bool = False  # a stream has yielded its final piece (aura.handlers ends the body with it)
+    touch_key: int | None = None  # the AURA key whose "last used" is due: written once the answer has left
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -181,7 +182,7 @@ def _admit_fully(ctx: Context, request, secret: str) -> services.Caller:
 
 def _enforce(ctx: Context, **options) -> tuple[dict, dict]:
     try:
-        found = limits.enforce(ctx.caller, ctx.plan, ctx.request_id, **options)
+        found = limits.enforce(ctx.caller, ctx.plan, ctx.request_id, touch=lambda key_id: setattr(ctx, "touch_key", key_id), **options)
     except ApiError as error:
         ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
         raise
@@ -216,6 +217,13 @@ def finish(ctx: Context) -> None:
     if spooled and not handed and not spool.hand_off([encoded for _, encoded in spooled]):
         for fields, _ in spooled:  # Redis would not take them: written here, as without a spool
             _insert_record(fields)
+
+
+def after_answer(ctx: Context) -> None:
+    """What waits until the answer has left: the key's "last used", a database write, once a minute."""
+    if ctx.touch_key is not None:
+        key_id, ctx.touch_key = ctx.touch_key, None
+        limits.touch_key(key_id)
 
 
 # read and validate ----------------------------------------------------------------

@@ -51,6 +51,10 @@ def _guard(view):
                 response._resource_closers.append(lambda: pipeline.finish(ctx))
             else:  # also if answering failed: the slot is freed and the records are handed over
                 pipeline.finish(ctx)
+            if response is None:
+                pipeline.after_answer(ctx)
+            else:  # the server closes the response once it has sent it
+                response._resource_closers.append(lambda: pipeline.after_answer(ctx))
         return response
 
     wrapper.__name__ = view.__name__

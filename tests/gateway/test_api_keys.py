@@ -1,5 +1,6 @@
 import hashlib
 import re
+import threading
 from io import StringIO
 
 import requests
@@ -67,6 +68,29 @@ def test_last_used_is_recorded_without_a_write_per_request(alice, django_assert_
             limits.enforce(caller, plan, f"req_{n}")
             limits.finish(caller.user_id, caller.key_id, f"req_{n}", 0, False)
     assert ApiKey.objects.get().last_used == first
+
+
+def test_last_used_is_written_after_the_answer_has_left(live_server, alice_key, upstream, monkeypatch):
+    """The once-a-minute database write never holds up the call that makes it due."""
+    from gateway import limits
+
+    release, written = threading.Event(), threading.Event()
+    real_touch = limits.api_key_touch
+
+    def slow_touch(key_id):
+        release.wait(15)
+        real_touch(key_id)
+        written.set()
+
+    monkeypatch.setattr(limits, "api_key_touch", slow_touch)
+    answer = requests.post(
+        live_server.url + "/v1/chat/completions", json=HELLO, headers={"Authorization": f"Bearer {alice_key}"}, timeout=5
+    )
+    assert answer.status_code == 200  # answered while the write waits
+    assert ApiKey.objects.get().last_used is None
+    release.set()
+    assert written.wait(10)
+    assert ApiKey.objects.get().last_used is not None
 
 
 def test_bob_cannot_revoke_alices_key(client, alice, bob):
