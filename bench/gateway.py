@@ -44,8 +44,9 @@ This machine may be shared: before each measurement the bench waits (``--wait-qu
 most) until other processes use under 10% of it, takes a measurement again (``--tries``, 3 in all)
 if they took more than that meanwhile, and says in the table which numbers stayed noisy. The CPU
 seconds each process group used during each measurement (gateway, upstreams, load generator,
-PostgreSQL, Redis, others) are in the JSON file, as is a summary of the warnings and errors in
-AURA's log. No key is printed or stored: keys reach the load generator on its standard input.
+PostgreSQL, Redis, others) are in the JSON file, and the table shows what the host stole meanwhile
+(``steal`` in /proc/stat: a shared host's slow hour, when it reports one); the JSON also has a
+summary of the warnings and errors in AURA's log. No key is printed or stored: keys reach the load generator on its standard input.
 """
 
 import argparse
@@ -147,6 +148,13 @@ def cpu_snapshot() -> dict[int, tuple[str, str, str, float, str]]:
         comm = raw[raw.find("(") + 1 : raw.rfind(")")]
         snapshot[int(entry.name)] = (comm, fields[1], fields[3], (int(fields[11]) + int(fields[12])) / CLK_TCK, fields[19])
     return snapshot
+
+
+def stolen_seconds() -> float:
+    """CPU seconds the hypervisor has given to other guests while this machine wanted them (``steal``
+    in /proc/stat, all cores): a slow hour on a shared host shows here, if the host reports it."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / CLK_TCK if len(fields) > 8 else 0.0
 
 
 def cpu_used(before: dict, after: dict, services: list["Service"]) -> dict:
@@ -663,11 +671,12 @@ class Bench:
         against AURA also the usage records written and the peak of PostgreSQL connections it held."""
         records = self.db.usage_records() if target.name == "aura" else None
         mark(f"start {target.name} {spec['mode']} {spec.get('streams') or spec.get('count') or spec.get('calls') or spec.get('duration')}")
-        before = cpu_snapshot()
+        before, stolen = cpu_snapshot(), stolen_seconds()
         with Sampler(self.db.aura_connections) as connections:
             result = loadgen({"host": HOST, "path": "/v1/chat/completions", **spec}, timeout)
         mark(f"end {target.name} {spec['mode']}")
         result["cpu_s"] = cpu_used(before, cpu_snapshot(), self.all_services)
+        result["cpu_s"]["stolen"] = round(stolen_seconds() - stolen, 2)
         result["cpu_s"]["loadgen"] = round(result.pop("loadgen_cpu_s"), 2)  # exact, from its own rusage
         if records is not None:
             result["usage_records_added"] = self.db.settled_usage_records() - records
@@ -789,6 +798,9 @@ def table(report: dict) -> str:
     def others(data: dict) -> str:
         return f"{data['cpu_s']['postgres']:.1f} / {data['cpu_s']['redis']:.1f} / {data['cpu_s']['other']:.1f}"
 
+    def stolen(data: dict, name: str) -> str:
+        return f"{data['cpu_s']['stolen']:.2f}"
+
     litellm = report["litellm"]
     lines.append(
         f"AURA gateway benchmark: {'quick' if report['quick'] else 'full'} run, {report['timestamp']}, "
@@ -805,12 +817,14 @@ def table(report: dict) -> str:
     row("added vs direct p50 / p99 ms", ["-", *added])
     row("x-aura-overhead-ms median", ["-", num(derived.get("aura_header_overhead_p50_ms")), "-"])
     row("errors", cells("overhead", lambda d, n: str(d["errors"])))
+    row("CPU s stolen by the host", cells("overhead", stolen))
     lines.append(f"b. throughput: {CONNECTIONS} keep-alive connections, {sizes['throughput_s']} s")
     row("requests/s", cells("throughput", lambda d, n: f"{d['rps']:,.0f}"))
     row("latency p50 / p99 ms", cells("throughput", lambda d, n: pair(d["latency_ms"], 1)))
     row("errors", cells("throughput", lambda d, n: str(d["errors"])))
     row("CPU s: gateway / upstream / loadgen", cells("throughput", lambda d, n: cpu(d, n, "upstream-fast")))
     row("CPU s: PostgreSQL / Redis / others", cells("throughput", lambda d, n: others(d)))
+    row("CPU s stolen by the host", cells("throughput", stolen))
     row("AURA / LiteLLM", ["", num(derived.get("throughput_aura_over_litellm"), 2, "x"), ""])
     lines.append(f"c. concurrency: {sizes['streams']} concurrent streams, {CHUNKS} chunks {SLOW_CHUNK_DELAY_MS} ms apart")
     row("completed/s", cells("streams", lambda d, n: f"{d['completed_per_s']:,.0f}"))
@@ -820,6 +834,7 @@ def table(report: dict) -> str:
     row("first byte p50 / p99 s", cells("streams", lambda d, n: pair(d["first_byte_s"], 2)))
     row("CPU s: gateway / upstream / loadgen", cells("streams", lambda d, n: cpu(d, n, "upstream-slow")))
     row("CPU s: PostgreSQL / Redis / others", cells("streams", lambda d, n: others(d)))
+    row("CPU s stolen by the host", cells("streams", stolen))
     memory = results.get("memory", {})
     if memory:
         before, after = sum(memory["rss_kb_before"].values()), sum(memory["rss_kb_after"].values())
