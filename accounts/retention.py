@@ -48,6 +48,7 @@ def _delete_batch(queryset) -> int:
 def purge_logs(now=None) -> tuple[dict, bool]:
     """Request logs (raw usage records, login history), Paddle payloads and log files: 14 days."""
     from billing.models import WebhookEvent
+    from metrics import spool
     from metrics.models import UsageRecord
 
     cutoff = (now or timezone.now()) - timedelta(days=LOG_DAYS)
@@ -63,6 +64,7 @@ def purge_logs(now=None) -> tuple[dict, bool]:
         ids = _claim(WebhookEvent.objects.filter(received__lt=cutoff, payload__isnull=False))
         removed["webhook_payloads"] = WebhookEvent.objects.filter(pk__in=ids).update(payload=None)
     removed["log_files"] = _purge_log_files(cutoff)
+    removed["refused_usage_records"] = spool.purge_refused(older_than=cutoff)  # kept in Redis for an operator, 14 days
     return removed, any(count == BATCH for count in removed.values())
 
 
@@ -80,6 +82,8 @@ def _purge_log_files(cutoff) -> int:
 
 def erase_accounts(now=None) -> tuple[dict, bool, list]:
     """Accounts whose deletion request is 30 days old are erased with everything linked to them."""
+    from metrics import spool
+
     cutoff = (now or timezone.now()) - timedelta(days=RECOVERY_DAYS)
     with transaction.atomic():
         ids = _claim(User.objects.filter(deletion_requested_at__lt=cutoff), limit=100)
@@ -87,7 +91,9 @@ def erase_accounts(now=None) -> tuple[dict, bool, list]:
             for export in user.exports.all():
                 _export_file(export).unlink(missing_ok=True)
         User.objects.filter(pk__in=ids).delete()
-    return {"accounts": len(ids)}, len(ids) == 100, ids
+    # Their records PostgreSQL refused (kept in Redis for an operator) go too.
+    removed = {"accounts": len(ids), "refused_usage_records": spool.purge_refused(user_ids=ids) if ids else 0}
+    return removed, len(ids) == 100, ids
 
 
 def shred_keys(now=None) -> tuple[dict, bool, list]:

@@ -201,6 +201,31 @@ def _insert_each(client, records: list[bytes]) -> int:
     return inserted
 
 
+def purge_refused(*, older_than: datetime | None = None, user_ids=()) -> int:
+    """Drop refused records made before ``older_than`` (or with no readable time), or belonging to
+    ``user_ids``: they hold an IP address and a user agent, which live no longer than the raw
+    usage records (the retention jobs call this) and go with an erased account."""
+    client = cache.redis()
+    if client is None:
+        return 0
+    erased = {int(user_id) for user_id in user_ids}
+
+    def run():
+        removed = 0
+        for record in client.lrange(REFUSED, 0, -1):
+            try:
+                fields = json.loads(record)
+                made = datetime.fromisoformat(fields["created"])
+                owner = fields.get("user_id")
+            except (ValueError, TypeError, KeyError):
+                made, owner = None, None
+            if (older_than is not None and (made is None or made < older_than)) or owner in erased:
+                removed += client.lrem(REFUSED, 1, record)
+        return removed
+
+    return cache.guarded("usage spool", run, 0)
+
+
 def recover(stale_seconds: float = STALE_SECONDS) -> int:
     """Put the batches of flushers that died mid-way back on the queue; claims recovered."""
     client = cache.redis()

@@ -3,11 +3,13 @@
 import json
 import os
 import time
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import requests
 from django.db import connection
+from django.utils import timezone
 
 from aura import cache as shared_cache
 from metrics import spool
@@ -148,6 +150,32 @@ def test_a_record_postgresql_refuses_is_dropped_and_the_rest_go_in(spooling, cli
     assert spool.pending() == 0
     assert "usage record req_bad refused by PostgreSQL (DataError)" in caplog.text
     assert [json.loads(r)["request_id"] for r in shared_cache.redis().lrange(spool.REFUSED, 0, -1)] == ["req_bad"]
+
+
+def test_refused_records_live_no_longer_than_raw_records_and_go_with_an_erased_account(spooling, client, alice, bob, alice_key):
+    from accounts.models import User
+    from accounts.retention import run
+
+    chat(client, alice_key)
+    [record] = queued()
+    shared_cache.redis().delete(spool.QUEUE)
+
+    def refused(request_id, days_ago, owner):
+        made = timezone.now() - timedelta(days=days_ago)
+        return json.dumps({**json.loads(record), "request_id": request_id, "user_id": owner.pk, "created": made.isoformat()})
+
+    def kept():
+        return [json.loads(r)["request_id"] for r in shared_cache.redis().lrange(spool.REFUSED, 0, -1)]
+
+    shared_cache.redis().rpush(spool.REFUSED, refused("req_old", 15, alice), refused("req_new", 13, alice), refused("req_bob", 1, bob))
+    shared_cache.redis().rpush(spool.REFUSED, b"garbled, with no time to keep it by")
+    audit, _ = run("purge-logs")
+    assert kept() == ["req_new", "req_bob"] and audit.removed["refused_usage_records"] == 2
+
+    User.objects.filter(pk=bob.pk).update(deletion_requested_at=timezone.now() - timedelta(days=31))
+    audit, _ = run("erase-accounts")
+    assert audit.account_ids == [bob.pk] and audit.removed["refused_usage_records"] == 1
+    assert kept() == ["req_new"]
 
 
 def test_postgresql_away_puts_the_batch_straight_back(spooling, client, alice_key, monkeypatch):

@@ -84,7 +84,7 @@ def test_erase_accounts_after_30_days_only(alice, bob, charlie):
     audit, _ = run("erase-accounts")
     assert set(User.objects.values_list("email", flat=True)) == {"alice@example.org", "charlie@example.org"}
     assert not UsageRecord.objects.filter(user_id=bob.pk).exists()
-    assert audit.account_ids == [bob.pk] and audit.removed == {"accounts": 1}
+    assert audit.account_ids == [bob.pk] and audit.removed == {"accounts": 1, "refused_usage_records": 0}
 
 
 def test_shred_keys_removes_rows_of_accounts_awaiting_deletion(alice, bob):
