@@ -164,7 +164,8 @@ def admit(ctx: Context, request) -> services.Caller:
         except limits.Stale:
             services.api_key_unknown(secret)
         else:
-            ctx.vault = services.sealed_vault_from(caller.user_id, peeked.pop(vault_key, None))
+            vault = peeked.pop(vault_key, None)
+            ctx.vault = services.sealed_vault(caller.user_id, cached=cache.loads(vault) if vault else None)
             _admitted(ctx, peeked)
             return caller
     return _admit_fully(ctx, request, secret)

@@ -314,25 +314,6 @@ def sealed_vault(user_id: int, cached=None) -> SealedVault | None:
     return None if snapshot == _MISSING else snapshot
 
 
-# The sealed vaults this node last decoded, by the bytes of their cache entry: a warm call reads the
-# same bytes each time, and unpickling them was 1-2% of a call's CPU (py-spy). Sealed is all they are.
-_decoded: dict[bytes, object] = {}
-_DECODED_MAX = 10_000
-
-
-def sealed_vault_from(user_id: int, raw: bytes | None) -> SealedVault | None:
-    """``sealed_vault`` from the cache entry's bytes, as a round trip read them (None: not cached)."""
-    if raw is None:
-        return sealed_vault(user_id)
-    snapshot = _decoded.get(raw)
-    if snapshot is None:
-        snapshot = cache.loads(raw)
-        if len(_decoded) >= _DECODED_MAX:
-            _decoded.clear()
-        _decoded[raw] = snapshot
-    return sealed_vault(user_id, cached=snapshot)
-
-
 def data_key_shred(*, user) -> None:
     """Destroy the user's data key: every provider key ciphertext, anywhere, becomes noise."""
     DataKey.objects.filter(user_id=user.pk).delete()
