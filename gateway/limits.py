@@ -391,13 +391,15 @@ def enforce(
     now: float | None = None,
     peek: tuple[str, ...] = (),
     expect: dict | None = None,
-    touch=None,
+    *,
+    touch,
 ) -> tuple[dict, dict]:
     """Count this call against the plan's and the key's limits.
 
     Returns the x-ratelimit-* headers and the ``peek`` keys' raw values (when Redis read them),
     or raises a 429, or ``Stale`` (see ``check``'s ``expect``). When the key's "last used" is due
-    (once a minute), ``touch(key_id)`` is called, or ``touch_key`` at once when it is None.
+    (once a minute), ``touch(key_id)`` is called: the /v1 pipeline notes it, to write it once the
+    answer has left (``touch_key``).
     """
     limits = Limits.of(plan, caller)
     counts = check(caller.user_id, caller.key_id, limits, request_id, time.time() if now is None else now, peek, expect)
@@ -408,7 +410,7 @@ def enforce(
     if counts.status == STALE:
         raise Stale
     if counts.touched:
-        (touch or touch_key)(caller.key_id)
+        touch(caller.key_id)
     found = headers(limits, counts)
     if counts.status == RPM:
         raise _window_full("requests", "requests per minute (RPM)", (limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm), found)

@@ -69,7 +69,7 @@ class Context:
     breakers: dict | None = None  # the providers' circuit breakers, when admission read them
     spooled: list = field(default_factory=list)  # (fields, encoded) of usage records finish() hands to the spool
     last_piece: bool = False  # a stream has yielded its final piece (aura.handlers ends the body with it)
-    touch_key: int | None = None  # the AURA key whose "last used" is due: written once the answer has left
+    last_used_due: int | None = None  # the AURA key whose "last used" is due: written once the answer has left
 
     def overhead_ms(self) -> float:
         return (time.perf_counter() - self.started - self.upstream_seconds) * 1000
@@ -183,7 +183,7 @@ def _admit_fully(ctx: Context, request, secret: str) -> services.Caller:
 
 def _enforce(ctx: Context, **options) -> tuple[dict, dict]:
     try:
-        found = limits.enforce(ctx.caller, ctx.plan, ctx.request_id, touch=lambda key_id: setattr(ctx, "touch_key", key_id), **options)
+        found = limits.enforce(ctx.caller, ctx.plan, ctx.request_id, touch=lambda key_id: setattr(ctx, "last_used_due", key_id), **options)
     except ApiError as error:
         ctx.limit_headers = {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit")}
         raise
@@ -222,8 +222,8 @@ def finish(ctx: Context) -> None:
 
 def after_answer(ctx: Context) -> None:
     """What waits until the answer has left: the key's "last used", a database write, once a minute."""
-    if ctx.touch_key is not None:
-        key_id, ctx.touch_key = ctx.touch_key, None
+    if ctx.last_used_due is not None:
+        key_id, ctx.last_used_due = ctx.last_used_due, None
         limits.touch_key(key_id)
 
 

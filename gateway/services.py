@@ -191,7 +191,7 @@ def api_key_configure(*, key: ApiKey, **settings_) -> ApiKey:
 
 
 def api_key_touch(key_id: int) -> None:
-    """Record "last used"; the limits check calls this at most once a minute per key, not on every request."""
+    """Record "last used": at most once a minute per key (the limits check says when), not on every request."""
     ApiKey.objects.filter(pk=key_id).update(last_used=timezone.now())
 
 

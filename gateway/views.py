@@ -51,9 +51,7 @@ def _guard(view):
                 response._resource_closers.append(lambda: pipeline.finish(ctx))
             else:  # also if answering failed: the slot is freed and the records are handed over
                 pipeline.finish(ctx)
-            if response is None:
-                pipeline.after_answer(ctx)
-            else:  # the server closes the response once it has sent it
+            if response is not None and ctx.last_used_due is not None:  # once a minute per key: written after the answer
                 response._resource_closers.append(lambda: pipeline.after_answer(ctx))
         return response
 

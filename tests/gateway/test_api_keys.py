@@ -1,4 +1,5 @@
 import hashlib
+import json
 import re
 import threading
 from io import StringIO
@@ -59,13 +60,13 @@ def test_last_used_is_recorded_without_a_write_per_request(alice, django_assert_
 
     _key, secret = services.api_key_issue(user=alice, name="x")
     caller, plan = services.api_key_authenticate(secret), current_plan(alice.pk)
-    limits.enforce(caller, plan, "req_0")  # the call's admission records the use
+    limits.enforce(caller, plan, "req_0", touch=limits.touch_key)  # the call's admission records the use
     first = ApiKey.objects.get().last_used
     assert first is not None
     with django_assert_max_num_queries(0):
         for n in range(1, 51):
             assert services.api_key_authenticate(secret) == caller
-            limits.enforce(caller, plan, f"req_{n}")
+            limits.enforce(caller, plan, f"req_{n}", touch=limits.touch_key)
             limits.finish(caller.user_id, caller.key_id, f"req_{n}", 0, False)
     assert ApiKey.objects.get().last_used == first
 
@@ -83,14 +84,29 @@ def test_last_used_is_written_after_the_answer_has_left(live_server, alice_key, 
         written.set()
 
     monkeypatch.setattr(limits, "api_key_touch", slow_touch)
-    answer = requests.post(
-        live_server.url + "/v1/chat/completions", json=HELLO, headers={"Authorization": f"Bearer {alice_key}"}, timeout=5
-    )
-    assert answer.status_code == 200  # answered while the write waits
-    assert ApiKey.objects.get().last_used is None
-    release.set()
+    try:
+        answer = requests.post(
+            live_server.url + "/v1/chat/completions", json=HELLO, headers={"Authorization": f"Bearer {alice_key}"}, timeout=5
+        )
+        assert answer.status_code == 200  # answered while the write waits
+        assert ApiKey.objects.get().last_used is None
+    finally:
+        release.set()
     assert written.wait(10)
     assert ApiKey.objects.get().last_used is not None
+
+
+def test_calls_within_a_minute_write_last_used_once(client, alice_key, upstream, monkeypatch):
+    from gateway import limits
+
+    written = []
+    monkeypatch.setattr(limits, "api_key_touch", written.append)
+    for _ in range(3):  # the test client closes each response (running what waits for that) before it returns
+        answer = client.post(
+            "/v1/chat/completions", data=json.dumps(HELLO), content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {alice_key}"
+        )
+        assert answer.status_code == 200
+    assert written == [ApiKey.objects.get().pk]
 
 
 def test_bob_cannot_revoke_alices_key(client, alice, bob):

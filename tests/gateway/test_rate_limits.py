@@ -133,24 +133,24 @@ def test_refused_calls_do_not_count(counters, db):
     plan = plans.Plan("x", "X", 0, monthly_requests=10**6, requests_per_minute=3, api_keys=1)
     start = 1_800_000_000 - 1_800_000_000 % 60
     for n in range(3):
-        limits.enforce(caller, plan, f"req_{n}", now=start + 1)
+        limits.enforce(caller, plan, f"req_{n}", now=start + 1, touch=limits.touch_key)
     for n in range(20):  # hammering while refused…
         with pytest.raises(limits.ApiError):
-            limits.enforce(caller, plan, f"refused_{n}", now=start + 2)
+            limits.enforce(caller, plan, f"refused_{n}", now=start + 2, touch=limits.touch_key)
     # …does not push the window further: once a minute has gone by, calls are admitted again.
-    limits.enforce(caller, plan, "later", now=start + 121)
+    limits.enforce(caller, plan, "later", now=start + 121, touch=limits.touch_key)
 
 
 def test_concurrent_admissions_never_exceed_the_limit(counters, db):
     caller = services.Caller(key_id=8, user_id=8)
     plan = plans.Plan("x", "X", 0, monthly_requests=10**6, requests_per_minute=25, api_keys=1, concurrent_requests=100)
     now = time.time()
-    limits.enforce(caller, plan, "seed", now=now)  # seeds the monthly counter
+    limits.enforce(caller, plan, "seed", now=now, touch=limits.touch_key)  # seeds the monthly counter
     admitted, refused = [], []
 
     def one(n):
         try:
-            limits.enforce(caller, plan, f"req_{n}", now=now)
+            limits.enforce(caller, plan, f"req_{n}", now=now, touch=limits.touch_key)
             admitted.append(n)
         except limits.ApiError:
             refused.append(n)
@@ -171,11 +171,11 @@ def test_the_limits_still_hold_after_redis_forgets_its_scripts(db):
     caller = services.Caller(key_id=9, user_id=9)
     plan = plans.Plan("x", "X", 0, monthly_requests=10**6, requests_per_minute=2, api_keys=1)
     now = time.time()
-    limits.enforce(caller, plan, "one", now=now)
+    limits.enforce(caller, plan, "one", now=now, touch=limits.touch_key)
     client.script_flush()
-    limits.enforce(caller, plan, "two", now=now)
+    limits.enforce(caller, plan, "two", now=now, touch=limits.touch_key)
     with pytest.raises(limits.ApiError):
-        limits.enforce(caller, plan, "three", now=now)
+        limits.enforce(caller, plan, "three", now=now, touch=limits.touch_key)
 
 
 def test_per_key_limits_are_set_in_the_cabinet(client, alice, alice_key):

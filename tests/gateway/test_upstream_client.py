@@ -8,6 +8,7 @@ a broken or slow answer, and TLS with a certificate the system does not trust.
 import datetime
 import gzip
 import ipaddress
+import json
 import socket
 import ssl
 import tempfile
@@ -126,6 +127,14 @@ def test_a_request_is_one_write_with_its_head_and_json_body(serve):
     assert lines[0] == "POST /v1/chat/completions HTTP/1.1"
     assert f"Host: 127.0.0.1:{server.port}" in lines and "Authorization: Bearer sk-test-secret" in lines
     assert f"Content-Length: {len(body)}" in lines and body == b'{"model": "m", "messages": []}'
+
+
+def test_a_request_larger_than_one_send_takes_arrives_whole(serve):
+    server = serve(ok(b"{}"))
+    text = "".join(f"line {n} of a long prompt\n" for n in range(800_000))  # ~20 MB: more than a socket buffer holds
+    body = {"model": "m", "messages": [{"role": "user", "content": text}]}
+    assert upstream.send(Upstream("POST", server.url, {}, body)).status_code == 200
+    assert json.loads(server.requests[0].partition(b"\r\n\r\n")[2]) == body
 
 
 def test_connections_are_kept_and_reused_and_headers_read_in_any_case(serve):
