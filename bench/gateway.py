@@ -46,7 +46,8 @@ if they took more than that meanwhile, and says in the table which numbers staye
 seconds each process group used during each measurement (gateway, upstreams, load generator,
 PostgreSQL, Redis, others) are in the JSON file, and the table shows what the host stole meanwhile
 (``steal`` in /proc/stat: a shared host's slow hour, when it reports one); the JSON also has a
-summary of the warnings and errors in AURA's log. No key is printed or stored: keys reach the load generator on its standard input.
+summary of the warnings and errors in AURA's log. No key is printed or stored: keys reach the load
+generator on its standard input.
 """
 
 import argparse

@@ -23,7 +23,7 @@ import logging
 import secrets
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.conf import settings
@@ -213,17 +213,23 @@ def purge_refused(*, older_than: datetime | None = None, user_ids=()) -> int:
     def run():
         removed = 0
         for record in client.lrange(REFUSED, 0, -1):
-            try:
-                fields = json.loads(record)
-                made = datetime.fromisoformat(fields["created"])
-                owner = fields.get("user_id")
-            except (ValueError, TypeError, KeyError):
-                made, owner = None, None
+            made, owner = _made_and_owner(record)
             if (older_than is not None and (made is None or made < older_than)) or owner in erased:
                 removed += client.lrem(REFUSED, 1, record)
         return removed
 
     return cache.guarded("usage spool", run, 0)
+
+
+def _made_and_owner(record: bytes) -> tuple[datetime | None, int | None]:
+    """A refused record's time (aware) and account id, as far as they can be read."""
+    try:
+        fields = json.loads(record)
+        made = datetime.fromisoformat(fields["created"])
+        owner = fields.get("user_id")
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None, None
+    return (made if made.tzinfo else made.replace(tzinfo=UTC)), (owner if isinstance(owner, int) else None)
 
 
 def recover(stale_seconds: float = STALE_SECONDS) -> int:

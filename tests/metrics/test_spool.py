@@ -168,9 +168,14 @@ def test_refused_records_live_no_longer_than_raw_records_and_go_with_an_erased_a
         return [json.loads(r)["request_id"] for r in shared_cache.redis().lrange(spool.REFUSED, 0, -1)]
 
     shared_cache.redis().rpush(spool.REFUSED, refused("req_old", 15, alice), refused("req_new", 13, alice), refused("req_bob", 1, bob))
-    shared_cache.redis().rpush(spool.REFUSED, b"garbled, with no time to keep it by")
+    naive = {
+        **json.loads(record),
+        "request_id": "req_naive_old",
+        "created": (timezone.now() - timedelta(days=20)).replace(tzinfo=None).isoformat(),
+    }
+    shared_cache.redis().rpush(spool.REFUSED, b"garbled, with no time to keep it by", b"[]", json.dumps(naive))
     audit, _ = run("purge-logs")
-    assert kept() == ["req_new", "req_bob"] and audit.removed["refused_usage_records"] == 2
+    assert kept() == ["req_new", "req_bob"] and audit.removed["refused_usage_records"] == 4
 
     User.objects.filter(pk=bob.pk).update(deletion_requested_at=timezone.now() - timedelta(days=31))
     audit, _ = run("erase-accounts")
