@@ -33,7 +33,9 @@ a. overhead: 2000 (300) sequential non-stream calls on one keep-alive connection
 b. throughput: 50 keep-alive connections for 15 s (5 s): requests/s and errors; AURA/LiteLLM;
 c. concurrency: 1000 (200) concurrent streamed calls, one connection each, against the slow
    upstream (each stream lasts at least 0.9 s): completed/s, errors, p50/p99 total time, and each
-   rate as a percentage of direct's; after a warm-up of one stream per caller (50);
+   rate as a percentage of direct's; after a warm-up of one stream per caller (50). Then, for
+   information (the target is the burst), the same 1000 (200) streams kept going for 12 s (5 s):
+   each of as many keep-alive connections streams again as soon as its stream ends;
 d. memory: the summed RSS of AURA's gunicorn workers before and after 10000 (2000) non-stream
    calls, and whether ``metrics_usagerecord`` gained exactly one row per call.
 
@@ -90,8 +92,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # The sequential warm-up gives every fast tenant three calls: a node learns whose a key is on the
 # first, reads its entries on the second, and admits it in one round trip from the third on.
-FULL = {"sequential": 2000, "warmup": 450, "throughput_s": 15, "streams": 1000, "memory_calls": 10_000}
-QUICK = {"sequential": 300, "warmup": 450, "throughput_s": 5, "streams": 200, "memory_calls": 2000}
+FULL = {"sequential": 2000, "warmup": 450, "throughput_s": 15, "streams": 1000, "sustained_s": 12, "memory_calls": 10_000}
+QUICK = {"sequential": 300, "warmup": 450, "throughput_s": 5, "streams": 200, "sustained_s": 5, "memory_calls": 2000}
 CONNECTIONS = 50
 # Accounts per upstream; AURA's load is spread over them (plan limits are per account). Each of the
 # 50 connections cycles through 3 fast tenants: with one tenant per connection, a gunicorn worker
@@ -709,6 +711,13 @@ class Bench:
         spec = {"mode": "streams", "port": target.stream_port, "identities": target.stream_identities, "body": body, "timeout": 120}
         return self.run(target, {**spec, "streams": count}, 240, retry=retry)
 
+    def sustained(self, target: Target, streams: int) -> dict:
+        """``streams`` keep-alive connections, each streaming again as soon as its stream ends."""
+        body = {**PROMPT, "model": target.stream_model, "stream": True}
+        spec = {"mode": "throughput", "port": target.stream_port, "identities": target.stream_identities, "body": body}
+        spec |= {"connections": streams, "timeout": 120}
+        return self.run(target, {**spec, "duration": self.sizes["sustained_s"]}, self.sizes["sustained_s"] + 150, retry=False)
+
     def calls(self, target: Target, count: int) -> dict:
         spec = {"mode": "calls", "port": target.port, "identities": target.identities, "body": PROMPT, "connections": CONNECTIONS}
         # Not repeated when noisy: what it checks (memory, usage records) does not depend on timing.
@@ -752,6 +761,10 @@ def derive(results: dict) -> dict:
     for name in ("direct", "aura", "litellm"):
         if name in st:
             out[f"streams_{name}_pct_of_direct"] = pct(st[name].get("completed_per_s"), direct_rate)
+    su = results.get("sustained", {})
+    for name in ("direct", "aura", "litellm"):
+        if name in su:
+            out[f"sustained_{name}_pct_of_direct"] = pct(su[name].get("rps"), su.get("direct", {}).get("rps"))
     return out
 
 
@@ -836,6 +849,10 @@ def table(report: dict) -> str:
     row("CPU s: gateway / upstream / loadgen", cells("streams", lambda d, n: cpu(d, n, "upstream-slow")))
     row("CPU s: PostgreSQL / Redis / others", cells("streams", lambda d, n: others(d)))
     row("CPU s stolen by the host", cells("streams", stolen))
+    lines.append(f"  the same {sizes['streams']} streams kept going for {sizes['sustained_s']} s (each connection streams again)")
+    row("completed/s", cells("sustained", lambda d, n: f"{d['rps']:,.0f}"))
+    row("% of direct", [num(derived.get(f"sustained_{n}_pct_of_direct"), 0, "%") for n in names])
+    row("errors / CPU s: gateway", cells("sustained", lambda d, n: f"{d['errors']} / {'-' if n == 'direct' else round(d['cpu_s'][n], 1)}"))
     memory = results.get("memory", {})
     if memory:
         before, after = sum(memory["rss_kb_before"].values()), sum(memory["rss_kb_after"].values())
@@ -847,7 +864,7 @@ def table(report: dict) -> str:
         lines.append(f"  calls ok / errors: {memory['ok']} / {memory['errors']}, {memory['rps']:,.0f} requests/s")
         lines.append(f"  usage records: {memory['usage_records_added']:+d} (expected {memory['calls']})")
     lines.append(f"AURA bookkeeping per phase (PostgreSQL max_connections {report.get('postgres_max_connections', '?')}):")
-    for phase, label in (("overhead", "a"), ("throughput", "b"), ("streams", "c"), ("memory", "d")):
+    for phase, label in (("overhead", "a"), ("throughput", "b"), ("streams", "c"), ("sustained", "c, kept going"), ("memory", "d")):
         data = results.get(phase, {})
         data = data.get("aura", {}) if phase != "memory" else data
         if "usage_records_added" in data:
@@ -858,7 +875,7 @@ def table(report: dict) -> str:
             )
     disturbed = [
         f"{phase}/{name} {data['cpu_s']['other']:.1f} s ({', '.join(data['cpu_s'].get('other_top', {})) or '?'})"
-        for phase in ("overhead", "throughput", "streams")
+        for phase in ("overhead", "throughput", "streams", "sustained")
         for name, data in results.get(phase, {}).items()
         if noisy(data)
     ]
@@ -940,6 +957,11 @@ def measure_streams(bench: Bench, targets: list[Target], results: dict) -> None:
         bench.streams(target, TENANTS["slow"], retry=False)  # warm-up: every tenant once
         results["streams"][target.name] = outcome = bench.streams(target, sizes["streams"])
         say(f"   {target.name}: {outcome['ok']} ok, {outcome['errors']} errors, {outcome['completed_per_s']:,.0f}/s")
+    say(f"   the same {sizes['streams']} streams kept going for {sizes['sustained_s']} s")
+    results["sustained"] = {}
+    for target in targets:
+        results["sustained"][target.name] = outcome = bench.sustained(target, sizes["streams"])
+        say(f"   {target.name}: {outcome['ok']} completed in time, {outcome['errors']} errors, {outcome['rps']:,.0f}/s")
 
 
 def measure_memory(bench: Bench, targets: list[Target], aura: Service, results: dict) -> None:

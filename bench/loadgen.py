@@ -10,6 +10,8 @@ The spec (read from stdin, so keys never show in ``ps``) is::
      "identities": [{"Authorization": "Bearer ..."}, ...],   # optional: see below
      "count": 2000, "warmup": 200,          # sequential: calls on one keep-alive connection
      "connections": 50, "duration": 15,     # throughput: keep-alive connections for a fixed time
+                                            # (with a streamed body: streams kept going, each connection
+                                            # streaming again as soon as its stream ends)
      "streams": 1000,                        # streams: concurrent streamed calls, one connection each
      "calls": 10000,                         # calls: a fixed number of calls over `connections`
      "collect_header": "x-aura-overhead-ms", "timeout": 30}
@@ -305,6 +307,7 @@ class Pool:
         self.errors: Counter = Counter()
         self.late = 0
         self.answered = 0
+        self.stream = bool(spec["body"].get("stream"))  # a streamed body must end with [DONE], no error event
 
     def take(self) -> bool:
         if time.perf_counter() >= self.deadline:
@@ -341,7 +344,7 @@ class Pool:
                     conn[1].close()
                     conn = None
                 self.answered += response.status == 200
-                problem = failure(response, stream=False)
+                problem = failure(response, stream=self.stream)
                 if problem:
                     self.errors[problem] += 1
                 elif finished > self.deadline:
