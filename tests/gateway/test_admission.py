@@ -60,6 +60,7 @@ def admit_in_thread(request, admitted: list, failed: list) -> None:
         failed.append(repr(error))
     finally:
         pipeline.finish(ctx)
+        pipeline.after_answer(ctx)  # what the server runs once the answer has left ("last used")
         connection.close()  # this thread's own database connection
 
 
