@@ -134,3 +134,23 @@ def test_a_call_killed_while_it_waits_does_not_leave_the_others_waiting():
     done = subprocess.run([sys.executable, "-c", script, os.environ["REDIS_URL"]], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[None] [b'after'] ['GreenletExit', 'GreenletExit']"
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_round_trip():
+    client = cache.redis()
+    (mine,) = cache.round_trip(client, lambda pipe: pipe.client_id())
+    assert client.client_kill_filter(_id=mine) == 1  # as a Redis restart or an idle timeout would
+    assert cache.round_trip(client, lambda pipe: pipe.echo("still here")) == [b"still here"]
+    (now,) = cache.round_trip(client, lambda pipe: pipe.client_id())
+    assert now != mine
+
+
+def test_a_round_trip_that_timed_out_leaves_no_reply_behind_for_the_next():
+    client = redis_py.Redis.from_url(os.environ["REDIS_URL"], socket_timeout=0.2)
+    client.delete("rt:late")
+    with pytest.raises(redis_py.TimeoutError):
+        cache.round_trip(client, lambda pipe: pipe.blpop("rt:late", 1))  # answers after the client gave up
+    client.rpush("rt:late", "for nobody")
+    time.sleep(1.2)  # the abandoned BLPOP's reply would be waiting on a reused connection by now
+    assert cache.round_trip(client, lambda pipe: pipe.echo("mine")) == [b"mine"]
+    client.delete("rt:late")

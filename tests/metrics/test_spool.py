@@ -245,9 +245,9 @@ def test_without_redis_at_the_hand_off_the_call_writes_its_record(spooling, clie
     def refuse(*args, **kwargs):
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", refuse)
-    monkeypatch.setattr(redis.Redis, "rpush", refuse)
-    response = chat(client, alice_key)
+    with monkeypatch.context() as patched:  # every command, round trips too; undone before the fixtures flush Redis
+        patched.setattr(redis.connection.AbstractConnection, "send_packed_command", refuse)
+        response = chat(client, alice_key)
     assert response.status_code == 200
     assert UsageRecord.objects.get().request_id == response["x-request-id"]
 
