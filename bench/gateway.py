@@ -31,9 +31,10 @@ a. overhead: 2000 (300) sequential non-stream calls on one keep-alive connection
    p50/p99 latency direct, through AURA and through LiteLLM, the gateways' added latency, and the
    median of AURA's own ``x-aura-overhead-ms`` header;
 b. throughput: 50 keep-alive connections for 15 s (5 s): requests/s and errors; AURA/LiteLLM;
-c. concurrency: 1000 (200) concurrent streamed calls, one connection each, against the slow
-   upstream (each stream lasts at least 0.9 s): completed/s, errors, p50/p99 total time, and each
-   rate as a percentage of direct's; after a warm-up of one stream per caller (50). Then, for
+c. concurrency: 1000 (200) concurrent streamed calls, one connection each, all opened at once,
+   against the slow upstream (each stream lasts at least 0.9 s): completed/s, errors, p50/p99
+   total time, and each rate as a percentage of direct's; after a warm-up of one stream per
+   caller (50). Then, for
    information (the target is the burst), the same 1000 (200) streams kept going for 12 s (5 s):
    each of as many keep-alive connections streams again as soon as its stream ends;
 d. memory: the summed RSS of AURA's gunicorn workers before and after 10000 (2000) non-stream
@@ -48,7 +49,9 @@ if they took more than that meanwhile, and says in the table which numbers staye
 seconds each process group used during each measurement (gateway, upstreams, load generator,
 PostgreSQL, Redis, others) are in the JSON file, and the table shows what the host stole meanwhile
 (``steal`` in /proc/stat: a shared host's slow hour, when it reports one); the JSON also has a
-summary of the warnings and errors in AURA's log. No key is printed or stored: keys reach the load
+summary of the warnings and errors in AURA's log. The machine's speed drifts within the hour, so the
+table opens with a gauge of it (the CPU time of a fixed Python loop, at the start and at the end):
+runs at different hours compare only alongside it. No key is printed or stored: keys reach the load
 generator on its standard input.
 """
 
@@ -158,6 +161,17 @@ def stolen_seconds() -> float:
     in /proc/stat, all cores): a slow hour on a shared host shows here, if the host reports it."""
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
     return int(fields[8]) / CLK_TCK if len(fields) > 8 else 0.0
+
+
+def speed_gauge() -> float:
+    """Milliseconds of CPU a fixed pure-Python loop takes (median of 5): this machine's speed drifts
+    within the hour, by up to about half, and runs at different hours compare only alongside it."""
+    times = []
+    for _ in range(5):
+        started = time.thread_time()
+        sum(i * i for i in range(1_000_000))
+        times.append((time.thread_time() - started) * 1000)
+    return round(sorted(times)[2], 1)
 
 
 def cpu_used(before: dict, after: dict, services: list["Service"]) -> dict:
@@ -821,6 +835,8 @@ def table(report: dict) -> str:
         f"{report['machine']['cpus']} cores, loopback; AURA code {report['aura_code_sha256']}"
     )
     lines.append(f"  LiteLLM: {litellm['version'] if litellm['available'] else 'not available: ' + litellm['reason']}")
+    gauge = report["machine"].get("speed_gauge_ms", {})
+    lines.append(f"  machine speed gauge (fixed Python loop, ms, lower = faster): {gauge.get('start')} at start, {gauge.get('end')} at end")
     row("", ["direct", "AURA", "LiteLLM"])
     lines.append(f"a. overhead: 1 connection, {sizes['sequential']} sequential non-stream calls")
     row("latency p50 / p99 ms", cells("overhead", lambda d, n: pair(d["latency_ms"], 2)))
@@ -1063,7 +1079,9 @@ def main() -> int:
                 targets.append(Target("litellm", litellm_port, auth, litellm_port, auth, stream_model=f"{MODEL}-slow"))
 
         report["others_share_at_start"] = round(wait_quiet(args.wait_quiet), 3)
+        report["machine"]["speed_gauge_ms"] = {"start": speed_gauge()}
         results = report["results"] = measure(Bench(sizes, procs.services, db, args.wait_quiet, max(args.tries, 1)), targets, aura, phases)
+        report["machine"]["speed_gauge_ms"]["end"] = speed_gauge()
         report["derived"] = derive(results)
         report["verdicts"] = verdicts(results, report["derived"], sizes)
         report["aura_log"] = log_summary(aura)

@@ -27,9 +27,11 @@ more identities than connections).
 """
 
 import asyncio
+import errno
 import ipaddress
 import json
 import resource
+import select
 import socket
 import statistics
 import sys
@@ -268,7 +270,7 @@ def run_sequential(spec: dict) -> dict:
     return result
 
 
-# concurrent modes: asyncio streams over raw sockets ----------------------------------------------
+# keep-alive modes: asyncio streams over raw sockets ----------------------------------------------
 
 
 async def _open(spec: dict, timeout: float):
@@ -279,16 +281,11 @@ async def _open(spec: dict, timeout: float):
     return reader, writer
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, on_first_byte=None) -> Response:
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> Response:
     writer.write(request)
     parser = ResponseParser()
-    first = True
     while True:
-        data = await reader.read(RECV)
-        if first and data and on_first_byte:
-            on_first_byte()
-        first = False
-        response = parser.feed(data)
+        response = parser.feed(await reader.read(RECV))
         if response is not None:
             return response
 
@@ -373,56 +370,137 @@ async def run_pool(spec: dict, *, budget: int | None, duration: float) -> dict:
     }
 
 
-async def run_streams(spec: dict) -> dict:
-    requests = build_requests(spec, close=True)
-    timeout = spec.get("timeout", 120)
-    totals, first_bytes, ends, errors = [], [], [], Counter()
-    answered = 0
-    start_gate = asyncio.Event()
+# streams: a bare epoll loop --------------------------------------------------------------------
+#
+# The load generator shares the machine's two cores with what it measures. Through asyncio's streams
+# (the version before this one) it spent 0.7-1.0 s of CPU on a burst of 1,000 streams and held back
+# the upstream's own rate: 718-887 streams/s called directly, against 803-976 with this loop in the
+# same runs. Here a stream costs a connect, a send and a recv per piece that arrives; the response
+# is parsed once, when it has ended.
 
-    async def one(request: bytes) -> None:
-        await start_gate.wait()
-        started = time.perf_counter()
-        marks = {}
-        conn = None
-        try:
-            conn = await _open(spec, timeout)
-            response = await asyncio.wait_for(
-                _exchange(*conn, request, on_first_byte=lambda: marks.setdefault("first", time.perf_counter())), timeout
-            )
-        except (OSError, ProtocolError, TimeoutError, ValueError) as error:
-            errors[type(error).__name__] += 1
+
+class _Stream:
+    __slots__ = ("sock", "request", "started", "first", "pieces")
+
+    def __init__(self, sock: socket.socket, request: bytes, started: float):
+        self.sock, self.request, self.started = sock, request, started
+        self.first: float | None = None
+        self.pieces: list[bytes] = []
+
+
+def _complete(stream: _Stream, closed: bool) -> Response | None:
+    """The response once the pieces hold all of it (or the peer closed); ProtocolError when they never will."""
+    parser = ResponseParser()
+    response = parser.feed(b"".join(stream.pieces))
+    if response is None and closed:
+        response = parser.feed(b"")
+    return response
+
+
+class _Burst:
+    """The streams of one burst, each on a connection of its own, served by one epoll loop."""
+
+    def __init__(self, spec: dict):
+        self.requests = build_requests(spec, close=True)
+        self.address = (spec["host"], spec["port"])
+        self.totals, self.first_bytes, self.ends, self.errors = [], [], [], Counter()
+        self.answered = 0
+        self.poller = select.epoll()
+        self.open: dict[int, _Stream] = {}
+
+    def start(self, index: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        code = sock.connect_ex(self.address)
+        if code not in (0, errno.EINPROGRESS):
+            self.errors[errno.errorcode.get(code, "OSError")] += 1
+            sock.close()
             return
-        finally:
-            if conn is not None:
-                conn[1].close()
-        finished = time.perf_counter()
-        nonlocal answered
-        answered += response.status == 200
+        self.open[sock.fileno()] = _Stream(sock, self.requests[index % len(self.requests)], time.perf_counter())
+        self.poller.register(sock.fileno(), select.EPOLLOUT)
+
+    def drop(self, fd: int, why: str | None) -> None:
+        stream = self.open.pop(fd)
+        self.poller.unregister(fd)
+        stream.sock.close()
+        if why:
+            self.errors[why] += 1
+
+    def serve(self, until: float) -> None:
+        """Serve the open streams until ``until`` (perf_counter) or until none is left."""
+        while self.open and (wait := until - time.perf_counter()) > 0:
+            for fd, _events in self.poller.poll(min(wait, 1.0)):
+                self._ready(fd, self.open[fd])
+
+    def _ready(self, fd: int, stream: _Stream) -> None:
+        if stream.request:  # connected (or refused): send the request
+            code = stream.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code:
+                self.drop(fd, errno.errorcode.get(code, "OSError"))
+                return
+            try:
+                stream.request = stream.request[stream.sock.send(stream.request) :]
+            except OSError as error:
+                self.drop(fd, type(error).__name__)
+                return
+            if not stream.request:
+                self.poller.modify(fd, select.EPOLLIN)
+            return
+        try:
+            data = stream.sock.recv(RECV)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            self.drop(fd, type(error).__name__)
+            return
+        now = time.perf_counter()
+        if data:
+            if stream.first is None:
+                stream.first = now
+            stream.pieces.append(data)
+            if not data.endswith(b"0\r\n\r\n"):  # a chunked body's end: parse only then, or at close
+                return
+        try:
+            response = _complete(stream, closed=not data)
+        except (ProtocolError, ValueError) as error:
+            self.drop(fd, type(error).__name__)
+            return
+        if response is None:
+            return
+        self.drop(fd, None)
+        self.answered += response.status == 200
         problem = failure(response, stream=True)
         if problem:
-            errors[problem] += 1
+            self.errors[problem] += 1
             return
-        totals.append(finished - started)
-        first_bytes.append(marks.get("first", finished) - started)
-        ends.append(finished)
+        self.totals.append(now - stream.started)
+        self.first_bytes.append(stream.first - stream.started)
+        self.ends.append(now)
 
-    tasks = [asyncio.ensure_future(one(requests[index % len(requests)])) for index in range(spec["streams"])]
-    await asyncio.sleep(0)
+
+def run_streams(spec: dict) -> dict:
+    burst = _Burst(spec)
+    count = spec["streams"]
     began = time.perf_counter()
-    start_gate.set()
-    await asyncio.gather(*tasks)
+    for index in range(count):  # every connection opened at once, as a thousand separate clients would
+        burst.start(index)
+    burst.serve(began + spec.get("timeout", 120))
+    for fd in list(burst.open):
+        burst.drop(fd, "TimeoutError")
+    burst.poller.close()
+    ends, errors = burst.ends, burst.errors
     wall = (max(ends) - began) if ends else time.perf_counter() - began
     return {
-        "streams": spec["streams"],
-        "ok": len(totals),
+        "streams": count,
+        "ok": len(burst.totals),
         "errors": sum(errors.values()),
         "error_kinds": dict(errors.most_common(5)),
-        "answered_200": answered,
+        "answered_200": burst.answered,
         "seconds": wall,
-        "completed_per_s": len(totals) / wall if wall > 0 else 0.0,
-        "total_s": percentiles(totals),
-        "first_byte_s": percentiles(first_bytes),
+        "completed_per_s": len(burst.totals) / wall if wall > 0 else 0.0,
+        "total_s": percentiles(burst.totals),
+        "first_byte_s": percentiles(burst.first_bytes),
     }
 
 
@@ -438,7 +516,7 @@ def main() -> None:
     elif mode == "calls":
         result = asyncio.run(run_pool(spec, budget=int(spec["calls"]), duration=float(spec.get("max_seconds", 600))))
     elif mode == "streams":
-        result = asyncio.run(run_streams(spec))
+        result = run_streams(spec)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     usage = resource.getrusage(resource.RUSAGE_SELF)
