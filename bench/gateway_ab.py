@@ -11,7 +11,8 @@ in alternating rounds, in a shuffled order each round:
 
 - added latency: ``--calls`` sequential non-stream calls on one keep-alive connection (p50 minus
   the upstream's own p50, measured in the same round);
-- throughput: 50 keep-alive connections for ``--seconds``: requests/s.
+- throughput: 50 keep-alive connections for ``--seconds``: requests/s, and the CPU time each version's
+  processes spent per call meanwhile (on this CPU-bound machine, the figure a change moves most surely).
 
 With ``--streams N`` each round is instead a burst of N concurrent streamed calls against a slow
 upstream (chunks 100 ms apart, as bench/gateway.py's concurrency phase), for the upstream called
@@ -37,14 +38,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gateway as bench  # noqa: E402 -- the sibling module, found through the path set just above
 
 
-def measure(port: int, identities: list[dict], calls: int, seconds: float) -> tuple[float, float]:
-    """(p50 ms of sequential calls, requests/s at 50 connections) against one target."""
+def cpu_seconds(service: bench.Service | None) -> float:
+    """CPU seconds a service's processes have used so far (0 for none: the upstream called directly)."""
+    if service is None:
+        return 0.0
+    mine = set(service.pids())
+    return sum(seconds for pid, (_comm, _ppid, _session, seconds, _start) in bench.cpu_snapshot().items() if pid in mine)
+
+
+def measure(port: int, identities: list[dict], calls: int, seconds: float, service=None) -> tuple[float, float, float]:
+    """(p50 ms of sequential calls, requests/s at 50 connections, the service's CPU ms per call at 50) against one target."""
     common = {"host": bench.HOST, "path": "/v1/chat/completions", "port": port, "identities": identities, "body": bench.PROMPT}
     sequential = bench.loadgen({**common, "mode": "sequential", "count": calls, "warmup": 30, "max_seconds": 120}, 200)
+    used = cpu_seconds(service)
     busy = bench.loadgen({**common, "mode": "throughput", "connections": bench.CONNECTIONS, "duration": seconds}, seconds + 90)
+    used = cpu_seconds(service) - used
     if sequential["errors"] or busy["errors"]:
         raise RuntimeError(f"errors against port {port}: {sequential['errors']} sequential, {busy['errors']} concurrent")
-    return sequential["latency_ms"]["p50"], busy["rps"]
+    return sequential["latency_ms"]["p50"], busy["rps"], used * 1000 / max(busy["answered_200"], 1)
 
 
 def burst(port: int, identities: list[dict], count: int) -> float:
@@ -81,34 +92,40 @@ def main() -> int:
         group = "slow" if streams else "fast"
         tenants = bench.seed_tenants(env, run_id, {group: upstream})[group]
         identities = [{"Authorization": f"Bearer {key}"} for key in tenants]
-        ports = {}
+        ports, services = {}, {}
         for name, cwd in (("before", checkout), ("now", bench.ROOT)):
             ports[name] = bench.free_port()
-            service = bench.start_aura(procs, env, ports[name], name=f"aura-{name}", cwd=cwd)
-            bench.wait_ready(service, ports[name], "/v1/models", identities[0], 60)
+            services[name] = bench.start_aura(procs, env, ports[name], name=f"aura-{name}", cwd=cwd)
+            bench.wait_ready(services[name], ports[name], "/v1/models", identities[0], 60)
         direct = [{"Authorization": f"Bearer {bench.UPSTREAM_KEY}"}]
         if streams:
             return compare_bursts(args, upstream, direct, ports, identities)
-        results = {name: {"added": [], "rps": []} for name in ports}
+        results = {name: {"added": [], "rps": [], "cpu": []} for name in ports}
         rng = random.Random(20261127)
         for round_ in range(1, args.rounds + 1):
             bench.wait_quiet(60)
-            base, _ = measure(upstream, direct, args.calls, 1)
+            base, _, _ = measure(upstream, direct, args.calls, 1)
             order = list(ports)
             rng.shuffle(order)
             for name in order:
-                p50, rps = measure(ports[name], identities, args.calls, args.seconds)
+                p50, rps, cpu = measure(ports[name], identities, args.calls, args.seconds, services[name])
                 results[name]["added"].append(p50 - base)
                 results[name]["rps"].append(rps)
+                results[name]["cpu"].append(cpu)
             bench.say(
-                f"round {round_}: " + ", ".join(f"{n} +{results[n]['added'][-1]:.2f} ms {results[n]['rps'][-1]:,.0f} req/s" for n in ports)
+                f"round {round_}: "
+                + ", ".join(
+                    f"{n} +{results[n]['added'][-1]:.2f} ms {results[n]['rps'][-1]:,.0f} req/s {results[n]['cpu'][-1]:.2f} ms CPU/call"
+                    for n in ports
+                )
             )
         before = {k: statistics.median(v) for k, v in results["before"].items()}
         now = {k: statistics.median(v) for k, v in results["now"].items()}
         print(f"AURA now against AURA at {args.before}: medians of {args.rounds} interleaved rounds")
-        added, rps = now["added"] / before["added"], now["rps"] / before["rps"]
+        added, rps, cpu = now["added"] / before["added"], now["rps"] / before["rps"], now["cpu"] / before["cpu"]
         print(f"  added latency p50, 1 connection: before {before['added']:.2f} ms, now {now['added']:.2f} ms ({added:.2f}x)")
         print(f"  requests/s at {bench.CONNECTIONS} connections: before {before['rps']:,.0f}, now {now['rps']:,.0f} ({rps:.2f}x)")
+        print(f"  CPU per call at {bench.CONNECTIONS} connections: before {before['cpu']:.2f} ms, now {now['cpu']:.2f} ms ({cpu:.2f}x)")
         return 0
     finally:
         procs.stop_all()
