@@ -154,3 +154,27 @@ def test_a_round_trip_that_timed_out_leaves_no_reply_behind_for_the_next():
     time.sleep(1.2)  # the abandoned BLPOP's reply would be waiting on a reused connection by now
     assert cache.round_trip(client, lambda pipe: pipe.echo("mine")) == [b"mine"]
     client.delete("rt:late")
+
+
+def test_a_connection_that_broke_unseen_is_replaced_and_the_commands_sent_once_more(monkeypatch):
+    client = cache.redis()
+    client.delete("rt:once")
+    (mine,) = cache.round_trip(client, lambda pipe: pipe.client_id())
+    monkeypatch.setattr(cache, "_closed_or_dirty", lambda connection: False)  # as if a proxy had dropped it without a word
+    client.client_kill_filter(_id=mine)
+    assert cache.round_trip(client, lambda pipe: pipe.incr("rt:once")) == [1]
+    assert client.get("rt:once") == b"1"  # ran once
+    client.delete("rt:once")
+
+
+def test_a_value_redis_cannot_take_fails_only_its_own_call(trips):
+    client = cache.redis()
+    calls = {
+        "first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.4)),
+        "none": lambda: cache.round_trip(client, lambda pipe: pipe.set("rt:none", None)),
+        "good": lambda: cache.round_trip(client, lambda pipe: pipe.echo("fine")),
+    }
+    results, errors = in_threads(calls)
+    assert isinstance(errors["none"], redis_py.DataError)
+    assert results["good"] == [b"fine"]
+    assert trips == [1, 2]
