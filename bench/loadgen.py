@@ -375,20 +375,29 @@ async def run_pool(spec: dict, *, budget: int | None, duration: float) -> dict:
 # The load generator shares the machine's two cores with what it measures. Through asyncio's streams
 # (the version before this one) it spent 0.6-1.1 s of CPU on a burst of 1,000 streams and held back
 # the upstream's own rate: 718-887 streams/s called directly, against 803-976 with this loop in the
-# same runs. Here a stream costs a connect, a send and a recv per piece that arrives; the response
-# is parsed once, when it has ended.
+# same runs. Here a stream costs a connect, a send and a recv per piece that arrives. A burst's
+# response is parsed once, when it has ended; streams kept going on keep-alive connections are
+# parsed piece by piece, since only the parser knows where an answer without a chunked end stops.
 
 
 _CHUNKED_END = b"0\r\n\r\n"
 
 
 class _Stream:
-    __slots__ = ("sock", "request", "started", "first", "pieces")
+    __slots__ = ("sock", "requests", "sent", "request", "started", "first", "pieces", "parser")
 
-    def __init__(self, sock: socket.socket, request: bytes, started: float):
-        self.sock, self.request, self.started = sock, request, started
+    def __init__(self, sock: socket.socket, requests: list[bytes]):
+        self.sock, self.requests, self.sent = sock, requests, 0
+        self.next()
+
+    def next(self) -> None:
+        """Ready the connection's next request (its identities taken in turn)."""
+        self.request = self.requests[self.sent % len(self.requests)]
+        self.sent += 1
+        self.started = time.perf_counter()
         self.first: float | None = None
         self.pieces: list[bytes] = []
+        self.parser = ResponseParser()
 
 
 def _complete(stream: _Stream, closed: bool) -> Response | None:
@@ -401,13 +410,17 @@ def _complete(stream: _Stream, closed: bool) -> Response | None:
 
 
 class _Burst:
-    """The streams of one burst, each on a connection of its own, served by one epoll loop."""
+    """Streams, each on a connection of its own, served by one epoll loop. Without ``keep_until``
+    each connection makes one call and closes; with it, each streams again as soon as its stream
+    ends, until that time (perf_counter), on a keep-alive connection."""
 
-    def __init__(self, spec: dict):
-        self.requests = build_requests(spec, close=True)
+    def __init__(self, spec: dict, keep_until: float | None = None):
+        self.keep_until = keep_until
+        self.requests = build_requests(spec, close=keep_until is None)
+        self.connections = spec.get("connections") or spec.get("streams") or 1
         self.address = (spec["host"], spec["port"])
         self.totals, self.first_bytes, self.ends, self.errors = [], [], [], Counter()
-        self.answered = 0
+        self.answered = self.late = 0
         self.poller = select.epoll()
         self.open: dict[int, _Stream] = {}
 
@@ -424,7 +437,9 @@ class _Burst:
             self.errors[errno.errorcode.get(code, "OSError")] += 1
             sock.close()
             return
-        self.open[sock.fileno()] = _Stream(sock, self.requests[index % len(self.requests)], time.perf_counter())
+        # Connection ``index`` takes identities index, index + n, index + 2n, ... (as the keep-alive pool does).
+        mine = self.requests[index % len(self.requests) :: self.connections] or self.requests[:1]
+        self.open[sock.fileno()] = _Stream(sock, mine)
         self.poller.register(sock.fileno(), select.EPOLLOUT)
 
     def drop(self, fd: int, why: str | None) -> None:
@@ -440,21 +455,23 @@ class _Burst:
             for fd, _events in self.poller.poll(min(wait, 1.0)):
                 self._ready(fd, self.open[fd])
 
+    def _send(self, fd: int, stream: _Stream) -> None:
+        try:
+            stream.request = stream.request[stream.sock.send(stream.request) :]
+        except BlockingIOError:
+            return  # the socket's buffer is full: it says when it can take more
+        except OSError as error:
+            self.drop(fd, type(error).__name__)
+            return
+        self.poller.modify(fd, select.EPOLLOUT if stream.request else select.EPOLLIN)
+
     def _ready(self, fd: int, stream: _Stream) -> None:
-        if stream.request:  # connected (or refused): send the request
+        if stream.request:  # connected (or refused), or room again in the socket's buffer: send the request
             code = stream.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code:
                 self.drop(fd, errno.errorcode.get(code, "OSError"))
-                return
-            try:
-                stream.request = stream.request[stream.sock.send(stream.request) :]
-            except BlockingIOError:
-                return  # the socket's buffer is full: it says when it can take more
-            except OSError as error:
-                self.drop(fd, type(error).__name__)
-                return
-            if not stream.request:
-                self.poller.modify(fd, select.EPOLLIN)
+            else:
+                self._send(fd, stream)
             return
         try:
             data = stream.sock.recv(RECV)
@@ -464,29 +481,46 @@ class _Burst:
             self.drop(fd, type(error).__name__)
             return
         now = time.perf_counter()
-        if data:
-            if stream.first is None:
-                stream.first = now
-            stream.pieces.append(data)
-            tail = data if len(data) >= len(_CHUNKED_END) or len(stream.pieces) == 1 else stream.pieces[-2][-8:] + data
-            if not tail.endswith(_CHUNKED_END):  # a chunked body's end (perhaps across two reads): parse only then, or at close
-                return
+        if data and stream.first is None:
+            stream.first = now
         try:
-            response = _complete(stream, closed=not data)
+            response = self._response(stream, data)
         except (ProtocolError, ValueError) as error:
             self.drop(fd, type(error).__name__)
             return
         if response is None:
             return
-        self.drop(fd, None)
         self.answered += response.status == 200
         problem = failure(response, stream=True)
         if problem:
             self.errors[problem] += 1
-            return
-        self.totals.append(now - stream.started)
-        self.first_bytes.append(stream.first - stream.started)
-        self.ends.append(now)
+        elif self.keep_until is not None and now > self.keep_until:
+            self.late += 1  # answered, but after the measured time
+        else:
+            self.totals.append(now - stream.started)
+            self.first_bytes.append(stream.first - stream.started)
+            self.ends.append(now)
+        if self.keep_until is not None and not response.close and now < self.keep_until:
+            stream.next()
+            self._send(fd, stream)
+        else:
+            self.drop(fd, None)
+
+    def _response(self, stream: _Stream, data: bytes) -> Response | None:
+        """The response, once ``data`` (``b""``: the peer closed) completes it."""
+        if self.keep_until is not None:
+            return stream.parser.feed(data)
+        if data:
+            stream.pieces.append(data)
+            tail = data if len(data) >= len(_CHUNKED_END) or len(stream.pieces) == 1 else stream.pieces[-2][-8:] + data
+            if not tail.endswith(_CHUNKED_END):  # a chunked body's end (perhaps across two reads): parse only then, or at close
+                return None
+        return _complete(stream, closed=not data)
+
+    def close(self) -> None:
+        for fd in list(self.open):
+            self.drop(fd, "TimeoutError")
+        self.poller.close()
 
 
 def run_streams(spec: dict) -> dict:
@@ -496,9 +530,7 @@ def run_streams(spec: dict) -> dict:
     for index in range(count):  # every connection opened at once, as a thousand separate clients would
         burst.start(index)
     burst.serve(began + spec.get("timeout", 120))
-    for fd in list(burst.open):
-        burst.drop(fd, "TimeoutError")
-    burst.poller.close()
+    burst.close()
     ends, errors = burst.ends, burst.errors
     wall = (max(ends) - began) if ends else time.perf_counter() - began
     return {
@@ -514,6 +546,28 @@ def run_streams(spec: dict) -> dict:
     }
 
 
+def run_kept_streams(spec: dict) -> dict:
+    """The throughput mode with a streamed body: ``connections`` keep-alive connections, each streaming
+    again as soon as its stream ends, for ``duration`` seconds (those still under way then finish)."""
+    duration = float(spec["duration"])
+    began = time.perf_counter()
+    burst = _Burst(spec, keep_until=began + duration)
+    for index in range(spec["connections"]):
+        burst.start(index)
+    burst.serve(began + duration + spec.get("timeout", 30))
+    burst.close()
+    return {
+        "ok": len(burst.totals),
+        "errors": sum(burst.errors.values()),
+        "error_kinds": dict(burst.errors.most_common(5)),
+        "finished_after_deadline": burst.late,
+        "answered_200": burst.answered,
+        "seconds": duration,
+        "rps": len(burst.totals) / duration,
+        "latency_ms": percentiles([seconds * 1000 for seconds in burst.totals]),
+    }
+
+
 def main() -> None:
     spec = json.load(sys.stdin)
     check_loopback(spec["host"])
@@ -521,6 +575,8 @@ def main() -> None:
     started = time.perf_counter()
     if mode == "sequential":
         result = run_sequential(spec)
+    elif mode == "throughput" and (spec.get("body") or {}).get("stream"):
+        result = run_kept_streams(spec)
     elif mode == "throughput":
         result = asyncio.run(run_pool(spec, budget=None, duration=float(spec["duration"])))
     elif mode == "calls":
