@@ -34,9 +34,9 @@ b. throughput: 50 keep-alive connections for 15 s (5 s): requests/s and errors; 
 c. concurrency: 1000 (200) concurrent streamed calls, one connection each, all opened at once,
    against the slow upstream (each stream lasts at least 0.9 s): completed/s, errors, p50/p99
    total time, and each rate as a percentage of direct's; after a warm-up of one stream per
-   caller (50). Then, for
-   information (the target is the burst), the same 1000 (200) streams kept going for 12 s (5 s):
-   each of as many keep-alive connections streams again as soon as its stream ends;
+   caller (50). Then, for information (the target is the burst), the same 1000 (200) streams
+   kept going for 12 s (5 s): each of as many keep-alive connections streams again as soon as its
+   stream ends;
 d. memory: the summed RSS of AURA's gunicorn workers before and after 10000 (2000) non-stream
    calls, and whether ``metrics_usagerecord`` gained exactly one row per call.
 
