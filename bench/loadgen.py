@@ -358,15 +358,20 @@ async def run_pool(spec: dict, *, budget: int | None, duration: float) -> dict:
     pool = Pool(spec, budget, started + duration)
     await asyncio.gather(*(pool.worker() for _ in range(spec["connections"])))
     elapsed = min(time.perf_counter(), pool.deadline) - started
+    return kept_alive_result(pool.latencies, pool.errors, pool.late, pool.answered, elapsed)
+
+
+def kept_alive_result(latencies_ms: list[float], errors: Counter, late: int, answered: int, seconds: float) -> dict:
+    """What the keep-alive modes report: calls answered in time, their rate and latency, and the rest."""
     return {
-        "ok": len(pool.latencies),
-        "errors": sum(pool.errors.values()),
-        "error_kinds": dict(pool.errors.most_common(5)),
-        "finished_after_deadline": pool.late,
-        "answered_200": pool.answered,
-        "seconds": elapsed,
-        "rps": len(pool.latencies) / elapsed if elapsed > 0 else 0.0,
-        "latency_ms": percentiles(pool.latencies),
+        "ok": len(latencies_ms),
+        "errors": sum(errors.values()),
+        "error_kinds": dict(errors.most_common(5)),
+        "finished_after_deadline": late,
+        "answered_200": answered,
+        "seconds": seconds,
+        "rps": len(latencies_ms) / seconds if seconds > 0 else 0.0,
+        "latency_ms": percentiles(latencies_ms),
     }
 
 
@@ -556,16 +561,7 @@ def run_kept_streams(spec: dict) -> dict:
         burst.start(index)
     burst.serve(began + duration + spec.get("timeout", 30))
     burst.close()
-    return {
-        "ok": len(burst.totals),
-        "errors": sum(burst.errors.values()),
-        "error_kinds": dict(burst.errors.most_common(5)),
-        "finished_after_deadline": burst.late,
-        "answered_200": burst.answered,
-        "seconds": duration,
-        "rps": len(burst.totals) / duration,
-        "latency_ms": percentiles([seconds * 1000 for seconds in burst.totals]),
-    }
+    return kept_alive_result([seconds * 1000 for seconds in burst.totals], burst.errors, burst.late, burst.answered, duration)
 
 
 def main() -> None:
