@@ -218,6 +218,26 @@ def alice_key(alice, upstream):
     return wire(alice, upstream)
 
 
+@pytest.fixture(scope="session")
+def live_server(request):
+    """pytest-django's live server, serving what gunicorn serves: ``aura.wsgi``'s application.
+
+    Its own fixture serves Django's bare handler, so the /v1 tests would miss the path production
+    takes (``aura.handlers.ApiHandler``, which skips Django's request cycle). Static files go
+    through the site's WhiteNoise middleware, as in production.
+    """
+    from pytest_django.live_server_helper import LiveServer
+
+    from aura.handlers import Application
+
+    address = request.config.getvalue("liveserver") or os.getenv("DJANGO_LIVE_TEST_SERVER_ADDRESS") or "localhost"
+    server = LiveServer(address, start=False)
+    server.thread.static_handler = lambda _django_handler: Application()
+    server.start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def sdk(live_server, alice_key):
     return OpenAI(base_url=f"{live_server.url}/v1", api_key=alice_key, max_retries=0, timeout=20)

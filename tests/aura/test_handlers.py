@@ -1,12 +1,17 @@
-"""The WSGI application gunicorn serves: /v1 behind the security middleware alone, the site behind all of it."""
+"""The WSGI application gunicorn serves: /v1 without Django's request cycle (the security middleware's
+headers only), the site behind all of its middleware."""
 
+import logging
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
 import requests
 
+from aura import handlers
 from aura.handlers import Application
+from metrics.models import UsageRecord
+from tests.conftest import web_server
 
 
 class _Quiet(WSGIRequestHandler):
@@ -66,3 +71,41 @@ def test_v1_is_redirected_to_https_when_the_site_is(serve, settings):
     settings.SECURE_SSL_REDIRECT = True
     answer = requests.get(serve() + "/v1/models", allow_redirects=False, timeout=20)
     assert answer.status_code == 301 and answer.headers["Location"].startswith("https://")
+
+
+def test_v1_gets_hsts_only_over_https(serve, settings, alice_key):
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    settings.SECURE_HSTS_SECONDS = 3600
+    url = serve() + "/v1/models"
+    auth = {"Authorization": f"Bearer {alice_key}"}
+    secure = requests.get(url, headers={**auth, "X-Forwarded-Proto": "https"}, timeout=20)
+    assert secure.ok and secure.headers["Strict-Transport-Security"].startswith("max-age=3600")
+    plain = requests.get(url, headers=auth, timeout=20)
+    assert plain.ok and "Strict-Transport-Security" not in plain.headers
+
+
+def test_an_error_outside_every_view_is_an_openai_shaped_500_that_logs_only_its_class(served, monkeypatch, caplog):
+    def broken(path):
+        raise RuntimeError("a message that could quote the request: sk-secret-0123")
+
+    monkeypatch.setattr(handlers, "_route", broken)
+    caplog.set_level(logging.DEBUG)
+    answer = requests.get(served + "/v1/models", timeout=20)
+    assert answer.status_code == 500 and answer.headers["Content-Type"] == "application/json"
+    assert answer.json()["error"]["code"] == "internal_error" and "sk-secret" not in answer.text
+    assert "RuntimeError" in caplog.text and "sk-secret" not in caplog.text
+
+
+def test_each_call_hands_its_database_connection_back(transactional_db, alice_key, settings):
+    """/v1 runs outside Django's request cycle, whose end hands a call's database connection back to the
+    pool. With a pool of one, a call that kept its connection would leave the next waiting for it."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("the connection pool is PostgreSQL's")
+    before = UsageRecord.objects.count()
+    with web_server("--worker-class", "gevent", "--workers", "1", DATABASE_POOL_SIZE="1", AURA_USAGE_SPOOL="false") as url:
+        auth = {"Authorization": f"Bearer {alice_key}"}
+        for stream in (False, True, False, True, False):  # each writes its usage record itself
+            body = {"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+            answer = requests.post(url + "/v1/chat/completions", json=body, headers=auth, timeout=5)
+            assert answer.status_code == 200 and (b"[DONE]" in answer.content) == stream
+    assert UsageRecord.objects.count() == before + 5
