@@ -205,10 +205,12 @@ class _Commands(CoreCommands):
 class _RoundTrips:
     """Group commit: the calls a process makes while a round trip is under way share the next one.
 
-    One round trip is in flight per client at a time. The first call sends its own at once; calls
-    made meanwhile queue, and when the reply comes the first of them sends everyone's commands in
-    one write. Alone, a call costs what it did; in a burst, a thousand calls take a few dozen
-    round trips instead of a thousand (in bench/gateway.py, Redis was a sixth of a stream's CPU).
+    One round trip is in flight per client at a time. The first call sends its own once everything
+    else ready to run has run (so that calls made in the same wave join it); calls made meanwhile
+    queue, and when the reply comes the first of them sends everyone's commands in one write.
+    Alone, a call costs what it did. In bench/gateway.py's burst of a thousand streams (two calls
+    each), Redis read 1,000-1,600 batches per burst when the first call sent at once, 300-1,000
+    with the wait, and AURA's CPU per stream fell with them.
 
     Since only one is in flight, the round trips need no pool: they go over a connection of their
     own, made with the client's settings (address, credentials, database, TLS, timeouts). The
@@ -239,10 +241,22 @@ class _RoundTrips:
                 self._leave(call)
                 raise
         if call.lead:
+            try:
+                self._wait_for_the_wave()
+            except BaseException:  # killed before sending: the next call in line leads instead
+                self._leave(call)
+                raise
             self._send()
         if call.error is not None:
             raise call.error
         return call.replies
+
+    @staticmethod
+    def _wait_for_the_wave() -> None:
+        """Let every greenlet (or thread) that is ready to run go first: those about to make a call join
+        this round trip instead of waiting for the next. In a burst they come in waves (a thousand
+        requests accepted at once); alone, this costs one pass of the event loop."""
+        time.sleep(0)
 
     def _send(self) -> None:
         with self.lock:

@@ -93,9 +93,9 @@ def test_when_redis_cannot_be_reached_every_call_is_told_and_the_next_ones_still
         cache.round_trip(client, lambda pipe: pipe.ping())
 
 
-def test_a_call_killed_while_it_waits_does_not_leave_the_others_waiting():
-    """Under gevent (the web workers), a greenlet can be killed while it waits its turn, even just as it
-    is asked to send the next round trip. The calls behind it still get their replies."""
+def under_gevent(body: str) -> str:
+    """Run ``body`` in a gevent process, as the web workers are (``client``, ``trips`` and ``sent`` set up;
+    ``sent`` lists the calls each round trip carried); what it prints."""
     script = textwrap.dedent(
         """
         from gevent import monkey
@@ -109,17 +109,40 @@ def test_a_call_killed_while_it_waits_does_not_leave_the_others_waiting():
         from aura.cache import _RoundTrips
 
         client = redis.Redis.from_url(sys.argv[1])
-        doomed = []
+        sent = []
 
 
         class Trips(_RoundTrips):
+            def _send(self):
+                sent.append(len(self.queue))
+                super()._send()
+
+
+        trips = Trips(client)
+        """
+    )
+    argv = [sys.executable, "-c", script + textwrap.dedent(body), os.environ["REDIS_URL"]]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_a_call_killed_while_it_waits_does_not_leave_the_others_waiting():
+    """Under gevent (the web workers), a greenlet can be killed while it waits its turn, even just as it
+    is asked to send the next round trip. The calls behind it still get their replies."""
+    printed = under_gevent(
+        """
+        doomed = []
+
+
+        class Killing(Trips):
             def _hand_on(self):
                 if self.queue and self.queue[0].add is second:
                     doomed[1].kill(block=False)  # lands just as it is asked to send the next round trip
                 super()._hand_on()
 
 
-        trips = Trips(client)
+        trips = Killing(client)
         leader = gevent.spawn(trips.run, lambda pipe: pipe.blpop("rt:empty", 0.3))
         gevent.sleep(0.05)
         first, second = (lambda pipe: pipe.ping()), (lambda pipe: pipe.ping())
@@ -131,9 +154,34 @@ def test_a_call_killed_while_it_waits_does_not_leave_the_others_waiting():
         print(leader.get(timeout=5), after.get(timeout=5), [type(g.value).__name__ for g in doomed])
         """
     )
-    done = subprocess.run([sys.executable, "-c", script, os.environ["REDIS_URL"]], cwd=ROOT, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[None] [b'after'] ['GreenletExit', 'GreenletExit']"
+    assert printed == "[None] [b'after'] ['GreenletExit', 'GreenletExit']"
+
+
+def test_calls_made_in_one_wave_share_one_round_trip():
+    """A thousand requests accepted at once reach Redis in a wave: the first call lets the rest of the
+    wave run before it sends, so they join its round trip instead of queueing for the next."""
+    printed = under_gevent(
+        """
+        calls = [gevent.spawn(trips.run, lambda pipe, n=n: pipe.echo(str(n))) for n in range(50)]
+        gevent.joinall(calls, timeout=5)
+        print(sent, all(call.value == [str(n).encode()] for n, call in enumerate(calls)))
+        """
+    )
+    assert printed == "[50] True"
+
+
+def test_a_leader_killed_before_it_sends_hands_the_round_trip_on():
+    printed = under_gevent(
+        """
+        trips._wait_for_the_wave = lambda: gevent.sleep(0.2)  # the wave takes its time: the kill lands meanwhile
+        calls = [gevent.spawn(trips.run, lambda pipe, n=n: pipe.echo(str(n))) for n in range(5)]
+        gevent.sleep(0.05)  # each has queued; the first is waiting for the rest of its wave
+        calls[0].kill()
+        gevent.joinall(calls, timeout=5)
+        print(sent, type(calls[0].value).__name__, [call.value for call in calls[1:]])
+        """
+    )
+    assert printed == "[4] GreenletExit [[b'1'], [b'2'], [b'3'], [b'4']]"
 
 
 def test_a_connection_the_server_closed_while_idle_is_replaced_before_the_next_round_trip():
