@@ -34,11 +34,16 @@ from django.conf import settings
 from .adapters.base import Upstream
 
 try:  # a pooled connection is checked with the system's poll, not gevent's cooperative one
+    from gevent import getcurrent
+    from gevent import socket as _gevent_socket
+    from gevent.hub import get_hub
     from gevent.monkey import get_original
 
     _poll = get_original("select", "poll")
 except ImportError:  # pragma: no cover -- gevent is a dependency (the web workers)
     from select import poll as _poll
+
+    _gevent_socket = None
 from select import POLLERR, POLLHUP, POLLIN
 
 USER_AGENT = "AURA-gateway/1.0"
@@ -89,8 +94,21 @@ class Headers(dict):
 # connections -------------------------------------------------------------------------------------
 
 
+def _expire(greenlet) -> None:
+    greenlet.throw(TimeoutError("timed out"))
+
+
 class _Connection:
-    __slots__ = ("sock", "origin", "buffer", "idle_since", "fills")
+    """A connection to a provider, with the timeout every read and write on it has (``set_timeout``).
+
+    Under gevent (the web workers) the socket itself has none: gevent would make a timeout object
+    and a timer for each wait, that is for each chunk of a stream (4 % of the workers' CPU in
+    bench/gateway.py's burst, py-spy). Instead the connection keeps one timer, started around each
+    read or write and stopped after it; when it fires, the operation raises ``TimeoutError`` as the
+    socket's own timeout would. Other sockets (threads, no gevent) keep their own timeout.
+    """
+
+    __slots__ = ("sock", "origin", "buffer", "idle_since", "fills", "timeout", "_timers")
 
     def __init__(self, sock, origin: tuple):
         self.sock = sock
@@ -98,9 +116,43 @@ class _Connection:
         self.buffer = b""
         self.idle_since = 0.0
         self.fills = 0  # reads from the network so far
+        self.timeout = sock.gettimeout()
+        self._timers = {}  # gevent's, by their seconds (a read timeout, and a drain's): each made on first use
+
+    def set_timeout(self, seconds: float) -> None:
+        if self.timeout == seconds:
+            return
+        self.timeout = seconds
+        if _gevent_socket is not None and isinstance(self.sock, _gevent_socket.socket):
+            self.sock.settimeout(None)  # the timer keeps it (the socket stays non-blocking underneath)
+        else:
+            self.sock.settimeout(seconds)
+
+    def _io(self, operation, argument):
+        """``operation(argument)`` on the socket, within the connection's timeout."""
+        if self.sock.gettimeout() is not None or self.timeout is None:
+            return operation(argument)
+        timer = self._timers.get(self.timeout)
+        if timer is None:
+            timer = self._timers[self.timeout] = get_hub().loop.timer(self.timeout)
+        timer.start(_expire, getcurrent(), update=True)
+        try:
+            return operation(argument)
+        finally:
+            timer.stop()
+
+    def recv(self) -> bytes:
+        return self._io(self.sock.recv, READ_SIZE)
+
+    def send(self, data: bytes) -> None:
+        # One send nearly always takes the whole request; gevent's sendall would first ask the kernel
+        # for the send buffer's size (a system call per request).
+        sent = self._io(self.sock.send, data)
+        if sent < len(data):
+            self._io(self.sock.sendall, memoryview(data)[sent:])
 
     def fill(self) -> None:
-        data = self.sock.recv(READ_SIZE)
+        data = self.recv()
         if not data:
             raise ProtocolError("closed by the provider")
         self.buffer = self.buffer + data if self.buffer else data
@@ -137,6 +189,9 @@ class _Connection:
             return False
 
     def close(self) -> None:
+        for timer in self._timers.values():
+            timer.close()
+        self._timers.clear()
         try:
             self.sock.close()
         except OSError:
@@ -366,7 +421,7 @@ class Response:
             if conn.buffer:
                 piece, conn.buffer = conn.buffer, b""
                 yield piece
-            while data := conn.sock.recv(READ_SIZE):
+            while data := conn.recv():
                 yield data
 
     def rest_buffered(self) -> bool:
@@ -508,13 +563,9 @@ def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None
                 raise Timeout() from None
             except OSError:  # refused, unresolvable, TLS refused
                 raise Unreachable() from None
-        conn.sock.settimeout(read_timeout)
+        conn.set_timeout(read_timeout)
         counts["requests"] += 1
-        # One send nearly always takes the whole request; gevent's sendall would first ask the kernel
-        # for the send buffer's size (a system call per request).
-        sent = conn.sock.send(request)
-        if sent < len(request):
-            conn.sock.sendall(memoryview(request)[sent:])
+        conn.send(request)
         response = _respond(conn, upstream.method)
         if not stream or response.status_code >= 400:  # an error is read whole, streamed or not: it says what went wrong
             response.read()
@@ -545,7 +596,7 @@ def drain(response: Response, lines) -> None:
         return
     deadline = time.monotonic() + DRAIN_SECONDS
     try:
-        conn.sock.settimeout(DRAIN_SECONDS)  # the next request sets its own
+        conn.set_timeout(DRAIN_SECONDS)  # the next request sets its own
         for _ in itertools.islice(lines, 64):
             if time.monotonic() > deadline:
                 return

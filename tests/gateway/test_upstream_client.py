@@ -9,11 +9,15 @@ import datetime
 import gzip
 import ipaddress
 import json
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import tempfile
 import threading
 import zlib
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -407,3 +411,20 @@ def test_no_answer_to_connect_is_a_timeout(settings):
         finally:
             for extra in waiting:
                 extra.close()
+
+
+@pytest.mark.skipif(bool(os.environ.get("AURA_TESTS_UNDER_GEVENT")), reason="this run is the one it starts")
+def test_every_test_here_holds_under_gevent_too():
+    """The web workers run under gevent, where each connection keeps one timer for its timeout instead
+    of the socket keeping it (a timeout object per wait): this module again, in a gevent process."""
+    script = "from gevent import monkey; monkey.patch_all(); import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))"
+    done = subprocess.run(
+        [sys.executable, "-c", script, "-q", "-p", "no:cacheprovider", __file__],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "AURA_TESTS_UNDER_GEVENT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert " passed" in done.stdout and "1 skipped" in done.stdout
