@@ -46,10 +46,10 @@ def _guard(view):
             failure = ApiError(500, "AURA hit an internal error. It has been logged; try again.", "server_error", "internal_error")
             response = _fail(ctx, failure)
         finally:
-            if response is not None and response.streaming:
-                # Settled once the stream is over, however it ends (Django closes the response then).
-                response._resource_closers.append(lambda: pipeline.finish(ctx))
-            else:  # also if answering failed: the slot is freed and the records are handed over
+            if response is not None:
+                # Settled once the answer has left (a stream's may last minutes), however it ends.
+                response._resource_closers.append(lambda: pipeline.finish_after(ctx))
+            else:  # answering failed: the slot is freed and the records are handed over at once
                 pipeline.finish(ctx)
             if response is not None and ctx.last_used_due is not None:  # once a minute per key: written after the answer
                 response._resource_closers.append(lambda: pipeline.after_answer(ctx))

@@ -2,7 +2,9 @@
 headers only), the site behind all of its middleware."""
 
 import logging
+import os
 import threading
+from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
@@ -109,3 +111,29 @@ def test_each_call_hands_its_database_connection_back(transactional_db, alice_ke
             answer = requests.post(url + "/v1/chat/completions", json=body, headers=auth, timeout=5)
             assert answer.status_code == 200 and (b"[DONE]" in answer.content) == stream
     assert UsageRecord.objects.count() == before + 5
+
+
+def test_a_call_that_has_ended_frees_its_slot_for_the_next_on_its_connection(transactional_db, alice_key, upstream):
+    """Under gevent a call settles after its answer has left, in a greenlet of its own (its Redis round
+    trip off the connection's path), but before the connection's next call is admitted: one call in
+    flight at a time is enough for calls made one after another."""
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("the slots are counted in Redis")
+    config = str(Path(__file__).resolve().parents[1] / "gunicorn_one_call_at_a_time.py")
+    with web_server("--worker-class", "gevent", "--workers", "1", "--config", config) as url:
+        session = requests.Session()
+        session.headers["Authorization"] = f"Bearer {alice_key}"
+        statuses = []
+        for stream in (False, True) * 8:
+            body = {"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
+            statuses.append(session.post(url + "/v1/chat/completions", json=body, timeout=10).status_code)
+        upstream.chunk_delay_ms = 150
+        try:
+            overlapping = session.post(url + "/v1/chat/completions", json={**body, "stream": True}, stream=True, timeout=10)
+            next(overlapping.iter_lines())  # under way: its slot is taken
+            other = requests.post(url + "/v1/chat/completions", json=body, headers=session.headers, timeout=10)
+            overlapping.close()
+        finally:
+            upstream.chunk_delay_ms = 0
+    assert statuses == [200] * 16
+    assert other.status_code == 429 and other.json()["error"]["code"] == "concurrency_limit_exceeded"  # the limit holds
