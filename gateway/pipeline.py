@@ -16,6 +16,7 @@ from decimal import Decimal
 
 import gevent
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 from gevent import monkey as _monkey
 
@@ -237,10 +238,17 @@ def finish_after(ctx: Context) -> None:
     if not _monkey.is_module_patched("socket"):
         finish(ctx)
         return
-    finisher = gevent.spawn(finish, ctx)
+    finisher = gevent.spawn(_finish_and_release, ctx)
     _finishing.add(finisher)
     finisher.link(_finishing.discard)
     gevent.sleep(0)
+
+
+def _finish_and_release(ctx: Context) -> None:
+    try:
+        finish(ctx)
+    finally:  # a record Redis would not take went to the database: this greenlet's connection goes back
+        close_old_connections()
 
 
 @atexit.register

@@ -4,6 +4,7 @@ headers only), the site behind all of its middleware."""
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -13,7 +14,7 @@ import requests
 from aura import handlers
 from aura.handlers import Application
 from metrics.models import UsageRecord
-from tests.conftest import web_server
+from tests.conftest import free_port, web_server
 
 
 class _Quiet(WSGIRequestHandler):
@@ -98,18 +99,30 @@ def test_an_error_outside_every_view_is_an_openai_shaped_500_that_logs_only_its_
     assert "RuntimeError" in caplog.text and "sk-secret" not in caplog.text
 
 
-def test_each_call_hands_its_database_connection_back(transactional_db, alice_key, settings):
+@pytest.mark.parametrize(
+    "records",
+    [
+        {"AURA_USAGE_SPOOL": "false"},  # each call writes its record as it answers
+        {"AURA_USAGE_SPOOL": "true", "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"},  # Redis down: written as the call settles
+    ],
+    ids=["written-when-answering", "written-when-settling"],
+)
+def test_each_call_hands_its_database_connection_back(transactional_db, alice_key, settings, records):
     """/v1 runs outside Django's request cycle, whose end hands a call's database connection back to the
-    pool. With a pool of one, a call that kept its connection would leave the next waiting for it."""
+    pool, and a call settles in a greenlet of its own. With a pool of one, a call (or a settling) that
+    kept its connection would leave the next waiting for it, and its record unwritten."""
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("the connection pool is PostgreSQL's")
     before = UsageRecord.objects.count()
-    with web_server("--worker-class", "gevent", "--workers", "1", DATABASE_POOL_SIZE="1", AURA_USAGE_SPOOL="false") as url:
+    with web_server("--worker-class", "gevent", "--workers", "1", DATABASE_POOL_SIZE="1", **records) as url:
         auth = {"Authorization": f"Bearer {alice_key}"}
         for stream in (False, True, False, True, False):  # each writes its usage record itself
             body = {"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
             answer = requests.post(url + "/v1/chat/completions", json=body, headers=auth, timeout=5)
             assert answer.status_code == 200 and (b"[DONE]" in answer.content) == stream
+    deadline = time.monotonic() + 10
+    while UsageRecord.objects.count() < before + 5 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert UsageRecord.objects.count() == before + 5
 
 
