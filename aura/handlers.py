@@ -18,12 +18,13 @@ What the request cycle did that /v1 needs is done here:
 - whatever escapes a view (they catch everything themselves) is logged by class and answered
   with an OpenAI-shaped 500, never a traceback.
 
-Django's test client and live server still take /v1 through Django (the site's URLconf includes
-the same routes), so the views work either way.
+Django's test client still takes /v1 through Django (the site's URLconf includes the same routes),
+so the views work either way; the tests' live server serves this application, as gunicorn does.
 """
 
 import functools
 import logging
+import sys
 
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import LimitedStream, WSGIHandler, get_path_info
@@ -77,9 +78,9 @@ def _scheme(environ: dict) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _route(path: str):
-    """(view, keyword arguments) for a /v1 path; the URLconf ends with a catch-all, so every /v1 path has one."""
+    """(view, arguments, keyword arguments) for a /v1 path; the URLconf ends with a catch-all, so every /v1 path has one."""
     match = get_resolver(API_URLCONF).resolve(path)
-    return match.func, tuple(match.kwargs.items())
+    return match.func, match.args, tuple(match.kwargs.items())
 
 
 class ApiHandler:
@@ -93,11 +94,22 @@ class ApiHandler:
             return self.django(environ, start_response)  # redirected to HTTPS (or exempt), exactly as Django does
         close_old_connections()  # as Django's request_started: a connection left over from before, if unusable
         try:
-            view, kwargs = _route(request.path)
-            response = view(request, **dict(kwargs))
+            view, args, kwargs = _route(request.path)
+            response = view(request, *args, **dict(kwargs))
         except Exception as error:  # the views answer everything themselves: this is a bug between them and here
-            log.error("unexpected error in /v1: %s", type(error).__name__)  # the class only: a message may quote input
+            _log_unexpected(error)
             response = _internal_error()
+        try:
+            return self._send(request, response, start_response)
+        except Exception as error:  # (a header the server refused): the call still ends, with a 500 of its own
+            _log_unexpected(error)
+            _end(response)
+            failure = _internal_error()
+            start_response(f"{failure.status_code} {failure.reason_phrase}", list(failure.items()), sys.exc_info())
+            return _Answer(failure, (failure.content,))
+
+    def _send(self, request: ApiRequest, response, start_response):
+        """Start the response; the body the server iterates, then closes."""
         self.security.process_response(request, response)
         headers = list(response.items())
         headers += [("Set-Cookie", cookie.OutputString()) for cookie in response.cookies.values()]
@@ -113,6 +125,10 @@ class ApiHandler:
         if hasattr(response, "is_last_piece") and hasattr(writer, "write_last"):
             return _Stream(response, writer)
         return _Answer(response, response.streaming_content)
+
+
+def _log_unexpected(error: Exception) -> None:
+    log.error("unexpected error in /v1: %s", type(error).__name__)  # the class only: a message may quote input
 
 
 def _internal_error() -> JsonResponse:

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import gevent
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 from django.utils import timezone
 from gevent import monkey as _monkey
 
@@ -235,6 +235,8 @@ def finish_after(ctx: Context) -> None:
     The connection's greenlet lets it run first, so that its commands reach Redis before those of
     any call this process admits afterwards (a freed slot is free for the next call). Elsewhere
     (threads, Django's test server) it runs at once."""
+    if not ctx.admitted and not ctx.spooled:
+        return  # nothing to settle (a refused call, /v1/models): no greenlet, no pass of the loop
     if not _monkey.is_module_patched("socket"):
         finish(ctx)
         return
@@ -247,8 +249,9 @@ def finish_after(ctx: Context) -> None:
 def _finish_and_release(ctx: Context) -> None:
     try:
         finish(ctx)
-    finally:  # a record Redis would not take went to the database: this greenlet's connection goes back
-        close_old_connections()
+    finally:  # a record Redis would not take went to the database: this greenlet's connection is closed
+        for opened in connections.all(initialized_only=True):  # (handed back to the pool, where there is one)
+            opened.close()
 
 
 @atexit.register

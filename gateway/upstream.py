@@ -103,9 +103,10 @@ class _Connection:
 
     Under gevent (the web workers) the socket itself has none: gevent would make a timeout object
     and a timer for each wait, that is for each chunk of a stream (4 % of the workers' CPU in
-    bench/gateway.py's burst, py-spy). Instead the connection keeps one timer, started around each
-    read or write and stopped after it; when it fires, the operation raises ``TimeoutError`` as the
-    socket's own timeout would. Other sockets (threads, no gevent) keep their own timeout.
+    bench/gateway.py's burst, py-spy). Instead the connection keeps a timer per timeout it is given
+    (a read timeout, a drain's), started around each read or write and stopped after it; when it
+    fires, the operation raises ``TimeoutError`` as the socket's own timeout would. Other sockets
+    (threads, no gevent) keep their own timeout.
     """
 
     __slots__ = ("sock", "origin", "buffer", "idle_since", "fills", "timeout", "_timers")

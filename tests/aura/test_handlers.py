@@ -99,6 +99,27 @@ def test_an_error_outside_every_view_is_an_openai_shaped_500_that_logs_only_its_
     assert "RuntimeError" in caplog.text and "sk-secret" not in caplog.text
 
 
+def test_a_response_that_cannot_be_sent_is_a_500_and_its_call_still_ends(served, monkeypatch, caplog, alice_key):
+    from django.middleware.security import SecurityMiddleware
+
+    from gateway import pipeline
+
+    settled = []
+    finish_after = pipeline.finish_after
+    monkeypatch.setattr(pipeline, "finish_after", lambda ctx: (settled.append(ctx.request_id), finish_after(ctx)))
+
+    def refuse(self, request, response):
+        raise ValueError("a header the server would not send")
+
+    monkeypatch.setattr(SecurityMiddleware, "process_response", refuse)
+    caplog.set_level(logging.DEBUG)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    answer = requests.post(served + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {alice_key}"}, timeout=20)
+    assert answer.status_code == 500 and answer.json()["error"]["code"] == "internal_error"
+    assert len(settled) == 1  # the call was settled all the same: its slot freed, its records handed over
+    assert "ValueError" in caplog.text and "would not send" not in caplog.text
+
+
 @pytest.mark.parametrize(
     "records",
     [

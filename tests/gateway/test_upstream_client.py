@@ -427,4 +427,4 @@ def test_every_test_here_holds_under_gevent_too():
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:]
-    assert " passed" in done.stdout and "1 skipped" in done.stdout
+    assert " passed" in done.stdout and " failed" not in done.stdout
