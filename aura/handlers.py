@@ -26,6 +26,7 @@ import functools
 import logging
 import sys
 
+from django.conf import settings
 from django.core.handlers.exception import convert_exception_to_response
 from django.core.handlers.wsgi import LimitedStream, WSGIHandler, get_path_info
 from django.db import close_old_connections
@@ -66,8 +67,6 @@ class ApiRequest:
 
 def _scheme(environ: dict) -> str:
     """As ``HttpRequest.scheme``: the proxy's header when SECURE_PROXY_SSL_HEADER names one, else the server's."""
-    from django.conf import settings
-
     if settings.SECURE_PROXY_SSL_HEADER:
         header, secure_value = settings.SECURE_PROXY_SSL_HEADER
         value = environ.get(header)
