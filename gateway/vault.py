@@ -8,6 +8,7 @@ another row or user fails to decrypt. Deleting the data key makes every copy
 of every provider key of that user unreadable, backups included.
 """
 
+import functools
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -23,9 +24,15 @@ class VaultError(Exception):
 
 def _master(version: int) -> AESGCM:
     try:
-        return AESGCM(settings.AURA_VAULT_KEYS[version])
+        return _aead(settings.AURA_VAULT_KEYS[version])
     except KeyError:
         raise VaultError(f"master key version {version} is not in AURA_VAULT_KEYS") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _aead(key: bytes) -> AESGCM:
+    """The cipher for a master key, made once (every /v1 call unwraps a data key with it)."""
+    return AESGCM(key)
 
 
 def newest_master_version() -> int:
