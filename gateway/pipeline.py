@@ -72,6 +72,7 @@ class Context:
     tokens_used: int = 0  # prompt + completion tokens the providers processed, for the TPM windows
     breakers: dict | None = None  # the providers' circuit breakers, when admission read them
     spooled: list = field(default_factory=list)  # (fields, encoded) of usage records finish() hands to the spool
+    conversation: str | None = None  # routing.conversation_id of the body as the client sent it
     last_piece: bool = False  # a stream has yielded its final piece (aura.handlers ends the body with it)
     last_used_due: int | None = None  # the AURA key whose "last used" is due: written once the answer has left
 
@@ -508,9 +509,8 @@ def plan(ctx: Context, body: dict) -> list[Route]:
     # Auto routing needs a real count (context windows, difficulty); explicit routes only check fallbacks.
     estimate = count_prompt(body, "o200k_base") if name in routing.AUTO_NAMES else len(json.dumps(body.get("messages"))) // 4
     rough = routing.needs_of(body, estimate)
-    choices = routing.plan(
-        caller, vault, name, rough, routing.conversation_id(caller.user_id, body), lambda n: resolve(caller, vault, n, "chat")
-    )
+    ctx.conversation = routing.conversation_id(caller.user_id, body)
+    choices = routing.plan(caller, vault, name, rough, ctx.conversation, lambda n: resolve(caller, vault, n, "chat"))
     if name in routing.AUTO_NAMES:
         ctx.baseline_model = _lookup(caller.reference_model, vault) or choices[0].model
     else:

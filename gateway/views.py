@@ -74,11 +74,12 @@ def chat(request, ctx):
     ctx.model_requested, ctx.stream = body["model"], bool(body.get("stream"))
     routes = pipeline.plan(ctx, body)
     ctx.route = routes[0]
-    body = pipeline.compress(ctx, body, opts, ctx.route.model)
-    cache_request, cached = pipeline.cache_lookup(ctx, body, opts)
+    sent = pipeline.compress(ctx, body, opts, ctx.route.model)
+    cache_request, cached = pipeline.cache_lookup(ctx, sent, opts)
     if cached:
-        return _from_cache(ctx, cached, body)
-    conversation = routing.conversation_id(ctx.caller.user_id, body)
+        return _from_cache(ctx, cached, sent)
+    conversation = ctx.conversation if sent is body else routing.conversation_id(ctx.caller.user_id, sent)
+    body = sent
     response, call = pipeline.forward(ctx, routes, body, conversation, lambda c: ADAPTERS[ctx.route.provider.protocol].to_upstream(c))
     adapter = ADAPTERS[ctx.route.provider.protocol]
     store = None
