@@ -71,7 +71,7 @@ class Context:
     admitted: bool = False  # counted against the limits: finish() must settle it
     tokens_used: int = 0  # prompt + completion tokens the providers processed, for the TPM windows
     breakers: dict | None = None  # the providers' circuit breakers, when admission read them
-    spooled: list = field(default_factory=list)  # (fields, encoded) of usage records finish() hands to the spool
+    spooled: list = field(default_factory=list)  # the fields of usage records finish() encodes and hands to the spool
     conversation: str | None = None  # routing.conversation_id of the body as the client sent it
     last_piece: bool = False  # a stream has yielded its final piece (aura.handlers ends the body with it)
     last_used_due: int | None = None  # the AURA key whose "last used" is due: written once the answer has left
@@ -214,7 +214,7 @@ def _admitted(ctx: Context, peeked: dict) -> None:
 def finish(ctx: Context) -> None:
     """The call is over (its answer sent, or abandoned): free its in-flight slot, charge its tokens,
     and hand its usage records to the spool, all in one Redis round trip."""
-    spooled, ctx.spooled = ctx.spooled, []
+    spooled, ctx.spooled = _encoded(ctx.spooled), []
     handed = False
     if ctx.admitted:
         ctx.admitted = False
@@ -223,6 +223,18 @@ def finish(ctx: Context) -> None:
     if spooled and not handed and not spool.hand_off([encoded for _, encoded in spooled]):
         for fields, _ in spooled:  # Redis would not take them: written here, as without a spool
             _insert_record(fields)
+
+
+def _encoded(records: list[dict]) -> list[tuple[dict, bytes]]:
+    """(fields, encoded) for the spool: encoded here, once the answer has left, not while the client waits."""
+    encoded = []
+    for fields in records:
+        try:
+            encoded.append((fields, spool.encode(fields)))
+        except Exception as error:
+            log.error("usage record for %s not spooled: %s", fields["request_id"], type(error).__name__)
+            _insert_record(fields)
+    return encoded
 
 
 # Finishes running in greenlets of their own (``finish_after``), joined before the process exits.
@@ -784,11 +796,8 @@ def account(ctx: Context, usage: Usage, *, status: int, error_class: str = "", f
         log.error("usage record for %s not made: %s", request_id, type(error).__name__)
         return
     if spool.enabled():
-        try:
-            ctx.spooled.append((fields, spool.encode(fields)))  # handed over by finish(), with the limits
-            return
-        except Exception as error:
-            log.error("usage record for %s not spooled: %s", request_id, type(error).__name__)
+        ctx.spooled.append(fields)  # encoded and handed over by finish(), with the limits
+        return
     _insert_record(fields)
 
 
