@@ -11,6 +11,7 @@ cost more than the Redis commands themselves. Keys and values stay in Django's
 format, so ``django.core.cache.cache`` reads what this module writes.
 """
 
+import atexit
 import logging
 import os
 import select
@@ -18,10 +19,12 @@ import threading
 import time
 import weakref
 
+import gevent
 from django.core.cache import DEFAULT_CACHE_ALIAS, caches
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from gevent import monkey as _monkey
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.commands import CoreCommands
 from redis.connection import DefaultParser
@@ -111,18 +114,28 @@ def raw_key(key: str) -> str:
 
 def guarded(operation: str, call, default):
     """Run ``call``; on any cache failure return ``default`` and skip the cache for a few seconds."""
-    global _down_until, _last_log
-    now = time.monotonic()
-    if now < _down_until:
+    if skipping():
         return default
     try:
         return call()
     except Exception as error:
-        _down_until = now + SKIP_SECONDS
-        if now - _last_log > 60:
-            _last_log = now
-            log.warning("shared cache unavailable (%s during %s); going on without it", type(error).__name__, operation)
+        failed(operation, error)
         return default
+
+
+def skipping() -> bool:
+    """Whether the cache is being skipped after a failure (``guarded`` returns its default meanwhile)."""
+    return time.monotonic() < _down_until
+
+
+def failed(operation: str, error: Exception) -> None:
+    """A cache failure: the cache is skipped for a few seconds; logged at most once a minute, by class."""
+    global _down_until, _last_log
+    now = time.monotonic()
+    _down_until = now + SKIP_SECONDS
+    if now - _last_log > 60:
+        _last_log = now
+        log.warning("shared cache unavailable (%s during %s); going on without it", type(error).__name__, operation)
 
 
 def get_many_raw(keys: list[str]) -> dict[str, bytes]:
@@ -183,11 +196,12 @@ def incr(key: str, timeout: int) -> int | None:
 
 
 class _Call:
-    __slots__ = ("add", "replies", "error", "lead", "done")
+    __slots__ = ("add", "replies", "error", "lead", "done", "then")
 
-    def __init__(self, add):
+    def __init__(self, add, then=None):
         self.add, self.replies, self.error, self.lead = add, None, None, False
         self.done = threading.Event()
+        self.then = then  # a deferred call's: given (replies, error) by whoever made its round trip
 
 
 class _Commands(CoreCommands):
@@ -212,6 +226,13 @@ class _RoundTrips:
     each), Redis read 1,000-1,600 batches per burst when the first call sent at once, 300-1,000
     with the wait, and AURA's CPU per stream fell with them.
 
+    A call nobody waits for (``defer``: the settling of a /v1 call whose answer has left) rides along
+    with the next round trip, ahead of the commands of the calls that join it, or leaves in one of
+    its own once the event loop turns. So a connection's next call is admitted in the same round
+    trip that settles the one before (the slot it freed is free for it), and under load the
+    settlings add commands, not round trips: in bench/gateway_ab.py, 5 % fewer instructions per
+    sequential call (callgrind), added latency 0.90x, CPU per call at 50 connections 0.91x.
+
     Since only one is in flight, the round trips need no pool: they go over a connection of their
     own, made with the client's settings (address, credentials, database, TLS, timeouts). The
     commands are packed, sent and read by redis-py's connection, and each reply goes through the
@@ -228,6 +249,7 @@ class _RoundTrips:
         self.busy = False
         self.pid = os.getpid()
         self.connection = None  # kept between round trips only while in step with the server
+        self.flush_due = False  # deferred calls wait, and a flush is on its way
 
     def run(self, add) -> list:
         call = _Call(add)
@@ -250,6 +272,42 @@ class _RoundTrips:
         if call.error is not None:
             raise call.error
         return call.replies
+
+    def defer(self, add, then) -> None:
+        """Queue commands that nobody waits for: they go with the next round trip this process makes
+        (ahead of its own commands), or in one of their own once the event loop turns. Whoever
+        makes it calls ``then(replies, error)``, which must be quick and must not raise."""
+        call = _Call(add, then)
+        with self.lock:
+            self.queue.append(call)
+            if self.busy or self.flush_due:
+                return
+            self.flush_due = True
+        _soon(self._flush)
+
+    def _flush(self) -> None:
+        """(From the event loop.) The deferred calls nobody took along leave in a round trip of their own."""
+        with self.lock:
+            if self.busy or not self.queue:  # taken along already, or being
+                self.flush_due = False
+                return
+        _spawn(self._lead_deferred)
+
+    def _lead_deferred(self) -> None:
+        with self.lock:
+            self.flush_due = False
+            if self.busy or not self.queue:  # a call that came meanwhile took them along
+                return
+            self.busy = True
+        self._send()
+
+    def flush(self) -> None:
+        """Make the round trip for the deferred calls still queued, now (a process about to exit)."""
+        with self.lock:
+            if self.busy or not self.queue:
+                return
+            self.busy = True
+        self._send()
 
     @staticmethod
     def _wait_for_the_wave() -> None:
@@ -293,8 +351,15 @@ class _RoundTrips:
             for call in calls:
                 call.lead = False
                 call.done.set()
+                if call.then is not None:
+                    try:
+                        call.then(call.replies, call.error)
+                    except Exception as error:  # (it must not raise): the other calls still get theirs
+                        log.error("a deferred Redis call's follow-up failed: %s", type(error).__name__)
             with self.lock:
-                self._hand_on()
+                flush = self._hand_on()
+            if flush:
+                _soon(self._flush)
 
     def _take_connection(self):
         """(connection, whether it is one kept from an earlier round trip); a new one connects on first use."""
@@ -350,16 +415,24 @@ class _RoundTrips:
         with self.lock:
             if call in self.queue:
                 self.queue.remove(call)
-            if call.lead:
-                self._hand_on()
+            flush = call.lead and self._hand_on()
+        if flush:
+            _soon(self._flush)
 
-    def _hand_on(self) -> None:
-        """(Under the lock.) The next queued call leads the next round trip; with none, the next to come."""
-        if self.queue:
-            self.queue[0].lead = True
-            self.queue[0].done.set()
-        else:
-            self.busy = False
+    def _hand_on(self) -> bool:
+        """(Under the lock.) The next queued call that waits leads the next round trip (taking the
+        deferred calls ahead of it along); with none, the next to come. True: only deferred calls
+        are left, and the caller must ask for a flush (``_soon(self._flush)``, once out of the lock)."""
+        waiting = next((call for call in self.queue if call.then is None), None)
+        if waiting is not None:
+            waiting.lead = True
+            waiting.done.set()
+            return False
+        self.busy = False
+        if self.queue and not self.flush_due:
+            self.flush_due = True
+            return True
+        return False
 
 
 def _closed_or_dirty(connection) -> bool:
@@ -374,14 +447,48 @@ def _closed_or_dirty(connection) -> bool:
 _round_trips: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def _soon(function) -> None:
+    """Call ``function`` once the event loop turns (under gevent), else at once."""
+    if _monkey.is_module_patched("socket"):
+        gevent.get_hub().loop.run_callback(function)
+    else:
+        function()
+
+
+def _spawn(function) -> None:
+    if _monkey.is_module_patched("socket"):
+        gevent.spawn(function)
+    else:
+        function()
+
+
+def defer(client, add, then) -> None:
+    """``round_trip`` for commands nobody waits for: they ride along with the process's next round
+    trip, or leave in one of their own as soon as the event loop turns; ``then(replies, error)``
+    follows (a failed command's reply is its exception; ``error``: Redis could not be reached)."""
+    _trips(client).defer(add, then)
+
+
+@atexit.register
+def flush_deferred() -> None:
+    """At exit (a worker told to stop): the deferred calls still queued leave now."""
+    for trips in list(_round_trips.values()):
+        if trips.pid == os.getpid():
+            trips.flush()
+
+
+def _trips(client) -> "_RoundTrips":
+    trips = _round_trips.get(client)
+    if trips is None or trips.pid != os.getpid():  # a forked process makes its own connection
+        trips = _round_trips[client] = _RoundTrips(client)
+    return trips
+
+
 def round_trip(client, add) -> list:
     """The replies to the commands ``add(pipe)`` notes (redis-py's command methods, as on a pipeline),
     sent with those of the calls made at the same time (a failed command's reply is its exception).
     Raises if Redis does."""
-    trips = _round_trips.get(client)
-    if trips is None or trips.pid != os.getpid():  # a forked process makes its own connection
-        trips = _round_trips[client] = _RoundTrips(client)
-    return trips.run(add)
+    return _trips(client).run(add)
 
 
 def reset() -> None:

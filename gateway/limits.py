@@ -158,7 +158,7 @@ def _redis_seed(client, name: str, value: int) -> None:
     client.set(name, value, ex=QUOTA_TTL, nx=True)
 
 
-def _redis_finish(client, user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool, also=None) -> None:
+def _finish_commands(user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool, also=None):
     def add(pipe):
         if also is not None:
             also(pipe)
@@ -168,9 +168,17 @@ def _redis_finish(client, user_id: int, key_id: int, minute: int, request_id: st
                 pipe.incrby(name, tokens)
                 pipe.expire(name, WINDOW_TTL)
 
-    for reply in cache.round_trip(client, add):
-        if isinstance(reply, Exception):
-            raise reply
+    return add
+
+
+def _failure(replies: list | None, error: Exception | None) -> Exception | None:
+    return error if error is not None else next((reply for reply in replies if isinstance(reply, Exception)), None)
+
+
+def _redis_finish(client, user_id: int, key_id: int, minute: int, request_id: str, tokens: int, key_tpm: bool, also=None) -> None:
+    failure = _failure(cache.round_trip(client, _finish_commands(user_id, key_id, minute, request_id, tokens, key_tpm, also)), None)
+    if failure is not None:
+        raise failure
 
 
 # The same check, in process (embedded mode: one process, no Redis) ---------------------------
@@ -326,6 +334,27 @@ def finish(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: boo
         return False
 
     return cache.guarded("rate limits", run, False)
+
+
+def finish_later(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: bool, also, settled) -> None:
+    """``finish`` for a call whose answer has left, in a web worker (gevent): its commands go with
+    the next Redis round trip this process makes, usually the next call's admission (ahead of
+    its check: the slot is free for it), or in one of their own as soon as the event loop turns.
+    Nobody waits for them. ``settled(handed)`` follows, from whichever greenlet made the round
+    trip, so it must be quick: ``handed`` says whether Redis took everything."""
+    minute = int(time.time() // 60)
+    client = cache.redis()
+    if client is None or cache.skipping():
+        settled(finish(user_id, key_id, request_id, tokens, key_tpm, also))
+        return
+
+    def then(replies, error):
+        failure = _failure(replies, error)
+        if failure is not None:
+            cache.failed("rate limits", failure)
+        settled(failure is None)
+
+    cache.defer(client, _finish_commands(user_id, key_id, minute, request_id, tokens, key_tpm, also), then)
 
 
 def touch_key(key_id: int) -> None:

@@ -218,9 +218,20 @@ def finish(ctx: Context) -> None:
     handed = False
     if ctx.admitted:
         ctx.admitted = False
-        also = (lambda pipe: spool.push(pipe, [encoded for _, encoded in spooled])) if spooled else None
-        handed = limits.finish(ctx.caller.user_id, ctx.caller.key_id, ctx.request_id, ctx.tokens_used, bool(ctx.caller.tpm_limit), also)
-    if spooled and not handed and not spool.hand_off([encoded for _, encoded in spooled]):
+        handed = limits.finish(*_settling(ctx, spooled))
+    if spooled and not handed:
+        _hand_over(spooled)
+
+
+def _settling(ctx: Context, spooled: list) -> tuple:
+    """``limits.finish``'s arguments for this call: the records go in the same round trip."""
+    also = (lambda pipe: spool.push(pipe, [encoded for _, encoded in spooled])) if spooled else None
+    return ctx.caller.user_id, ctx.caller.key_id, ctx.request_id, ctx.tokens_used, bool(ctx.caller.tpm_limit), also
+
+
+def _hand_over(spooled: list) -> None:
+    """Records the settling round trip did not deliver: to the spool on their own, else written here."""
+    if not spool.hand_off([encoded for _, encoded in spooled]):
         for fields, _ in spooled:  # Redis would not take them: written here, as without a spool
             _insert_record(fields)
 
@@ -237,39 +248,50 @@ def _encoded(records: list[dict]) -> list[tuple[dict, bytes]]:
     return encoded
 
 
-# Finishes running in greenlets of their own (``finish_after``), joined before the process exits.
+# Records handed over in greenlets of their own (``finish_after``), joined before the process exits.
 _finishing: set = set()
 
 
 def finish_after(ctx: Context) -> None:
-    """``finish``, once the answer has left. Under gevent (the web workers) in a greenlet of its own:
-    the connection goes back to reading its next request meanwhile, instead of waiting for finish's
-    Redis round trip, and that request's admission can share the round trip (``cache.round_trip``).
-    The connection's greenlet lets it run first, so that its commands reach Redis before those of
-    any call this process admits afterwards (a freed slot is free for the next call). Elsewhere
-    (threads, Django's test server) it runs at once."""
+    """``finish``, once the answer has left. Under gevent (the web workers) nothing waits for it: its
+    commands go with this process's next Redis round trip, usually the admission of the
+    connection's next call (ahead of its check, so the freed slot is free for it), or in one of
+    their own as soon as the event loop turns (``limits.finish_later``). Only if Redis did not
+    take the records are they handed over again, in a greenlet of their own. Elsewhere (threads,
+    Django's test server) it runs at once."""
     if not ctx.admitted and not ctx.spooled:
-        return  # nothing to settle (a refused call, /v1/models): no greenlet, no pass of the loop
+        return  # nothing to settle (a refused call, /v1/models)
     if not _monkey.is_module_patched("socket"):
         finish(ctx)
         return
-    finisher = gevent.spawn(_finish_and_release, ctx)
-    _finishing.add(finisher)
-    finisher.link(_finishing.discard)
-    gevent.sleep(0)
+    spooled, ctx.spooled = _encoded(ctx.spooled), []
+
+    def settled(handed: bool) -> None:
+        if spooled and not handed:
+            finisher = gevent.spawn(_hand_over_and_release, spooled)
+            _finishing.add(finisher)
+            finisher.link(_finishing.discard)
+
+    if ctx.admitted:
+        ctx.admitted = False
+        limits.finish_later(*_settling(ctx, spooled), settled)
+    else:
+        settled(False)
 
 
-def _finish_and_release(ctx: Context) -> None:
+def _hand_over_and_release(spooled: list) -> None:
     try:
-        finish(ctx)
-    finally:  # a record Redis would not take went to the database: this greenlet's connection is closed
-        for opened in connections.all(initialized_only=True):  # (handed back to the pool, where there is one)
+        _hand_over(spooled)
+    finally:  # this greenlet's database connection (a record written here) is closed: handed back to the pool
+        for opened in connections.all(initialized_only=True):
             opened.close()
 
 
 @atexit.register
 def _join_finishing() -> None:
-    """At exit (a worker told to stop): the finishes under way complete, so that no usage record is lost."""
+    """At exit (a worker told to stop): the settlings still queued leave, and the records handed over
+    meanwhile are written, so that none is lost."""
+    cache.flush_deferred()
     if _finishing:
         gevent.joinall(list(_finishing), timeout=10)
 

@@ -139,7 +139,7 @@ def test_a_call_killed_while_it_waits_does_not_leave_the_others_waiting():
             def _hand_on(self):
                 if self.queue and self.queue[0].add is second:
                     doomed[1].kill(block=False)  # lands just as it is asked to send the next round trip
-                super()._hand_on()
+                return super()._hand_on()
 
 
         trips = Killing(client)
@@ -226,3 +226,96 @@ def test_a_value_redis_cannot_take_fails_only_its_own_call(trips):
     assert isinstance(errors["none"], redis_py.DataError)
     assert results["good"] == [b"fine"]
     assert trips == [1, 2]
+
+
+def test_a_deferred_call_rides_along_with_the_next_round_trip_ahead_of_its_commands():
+    """A call that has ended settles with the next call's admission: its commands first, in one round trip."""
+    printed = under_gevent(
+        """
+        client.delete("rt:deferred")
+        followed = []
+        trips.defer(lambda pipe: pipe.incr("rt:deferred"), lambda replies, error: followed.append((replies, error)))
+        print(trips.run(lambda pipe: pipe.get("rt:deferred")), sent, followed)
+        gevent.sleep(0.05)  # the event loop turns: nothing is left to send on its own
+        print(sent)
+        client.delete("rt:deferred")
+        """
+    )
+    assert printed.splitlines() == ["[b'1'] [2] [([1], None)]", "[2]"]
+
+
+def test_a_deferred_call_nobody_takes_along_leaves_once_the_event_loop_turns():
+    printed = under_gevent(
+        """
+        followed = []
+        trips.defer(lambda pipe: pipe.echo("alone"), lambda replies, error: followed.append((replies, error)))
+        print(sent, followed)
+        gevent.sleep(0.05)
+        print(sent, followed)
+        """
+    )
+    assert printed.splitlines() == ["[] []", "[1] [([b'alone'], None)]"]
+
+
+def test_a_call_that_waits_leads_the_next_round_trip_even_behind_deferred_ones():
+    printed = under_gevent(
+        """
+        client.delete("rt:empty")
+        followed = []
+        first = gevent.spawn(trips.run, lambda pipe: pipe.blpop("rt:empty", 0.3))  # holds its round trip a while
+        gevent.sleep(0.05)
+        trips.defer(lambda pipe: pipe.echo("deferred"), lambda replies, error: followed.append(replies))
+        waiting = gevent.spawn(trips.run, lambda pipe: pipe.echo("waiting"))
+        print(first.get(timeout=5), waiting.get(timeout=5), followed, sent)
+        """
+    )
+    assert printed == "[None] [b'waiting'] [[b'deferred']] [1, 2]"
+
+
+def test_a_deferred_call_that_cannot_reach_redis_is_told():
+    printed = under_gevent(
+        f"""
+        trips = Trips(redis.Redis(port={free_port()}, socket_connect_timeout=0.5))
+        followed = []
+        trips.defer(lambda pipe: pipe.ping(), lambda replies, error: followed.append((replies, type(error).__name__)))
+        gevent.sleep(1)
+        print(followed)
+        """
+    )
+    assert printed == "[(None, 'ConnectionError')]"
+
+
+def test_deferred_calls_still_queued_leave_when_the_process_exits():
+    """A web worker told to stop right after an answer: the call's settling still reaches Redis."""
+    client = cache.redis()
+    client.delete("rt:at-exit")
+    under_gevent(
+        """
+        from aura import cache
+
+        cache.defer(client, lambda pipe: pipe.set("rt:at-exit", "settled"), lambda replies, error: None)
+        sys.exit(0)  # before the event loop turns
+        """
+    )
+    assert client.get("rt:at-exit") == b"settled"
+    client.delete("rt:at-exit")
+
+
+def test_without_gevent_a_deferred_call_is_made_at_once():
+    client = cache.redis()
+    followed = []
+    cache.defer(client, lambda pipe: pipe.echo("now"), lambda replies, error: followed.append((replies, error)))
+    assert followed == [([b"now"], None)]
+
+
+def test_without_gevent_a_deferred_call_behind_a_round_trip_leaves_when_it_ends():
+    client = cache.redis()
+    client.delete("rt:empty")
+    followed = []
+    first = threading.Thread(target=cache.round_trip, args=(client, lambda pipe: pipe.blpop("rt:empty", 0.3)))
+    first.start()
+    time.sleep(0.1)
+    cache.defer(client, lambda pipe: pipe.echo("behind"), lambda replies, error: followed.append((replies, error)))
+    assert followed == []  # the first call's round trip is under way
+    first.join(5)
+    assert followed == [([b"behind"], None)]
