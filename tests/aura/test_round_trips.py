@@ -57,7 +57,8 @@ def in_threads(calls):
 def test_calls_made_while_a_round_trip_is_under_way_share_the_next_and_get_their_own_replies(trips):
     client = cache.redis()
     client.delete("rt:empty", *(f"rt:{n}" for n in range(30)))
-    calls = {"first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.4))}  # holds its trip a while
+    # The first holds its round trip a while: well within the client's 0.5 s socket timeout, even on a busy machine.
+    calls = {"first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.25))}
     for n in range(30):
         calls[n] = lambda n=n: cache.round_trip(client, lambda pipe: (pipe.set(f"rt:{n}", n), pipe.get(f"rt:{n}")))
     results, errors = in_threads(calls)
@@ -71,7 +72,7 @@ def test_a_failing_command_fails_only_its_own_call(trips):
     client = cache.redis()
     client.set("rt:text", "not a number")
     calls = {
-        "first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.4)),
+        "first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.25)),
         "bad": lambda: cache.round_trip(client, lambda pipe: pipe.incr("rt:text")),
         "broken": lambda: cache.round_trip(client, lambda pipe: 1 / 0),
         "good": lambda: cache.round_trip(client, lambda pipe: pipe.echo("fine")),
@@ -218,7 +219,7 @@ def test_a_connection_that_broke_unseen_is_replaced_and_the_commands_sent_once_m
 def test_a_value_redis_cannot_take_fails_only_its_own_call(trips):
     client = cache.redis()
     calls = {
-        "first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.4)),
+        "first": lambda: cache.round_trip(client, lambda pipe: pipe.blpop("rt:empty", 0.25)),
         "none": lambda: cache.round_trip(client, lambda pipe: pipe.set("rt:none", None)),
         "good": lambda: cache.round_trip(client, lambda pipe: pipe.echo("fine")),
     }
