@@ -96,10 +96,13 @@ def chat(request, ctx):
         streamed["X-Accel-Buffering"] = "no"
         streamed.is_last_piece = lambda: ctx.last_piece  # see aura.handlers.ApiHandler
         return _respond(ctx, streamed)
-    answer, usage = adapter.from_upstream(pipeline.parse(ctx, response), call)
+    data = pipeline.parse(ctx, response)
+    answer, usage = adapter.from_upstream(data, call)
     pipeline.account(ctx, usage, status=200)
     if store:
         store(answer)
+    if answer is data:  # passed through unchanged (OpenAI-compatible): the provider's own bytes, not serialised again
+        return _respond(ctx, HttpResponse(response.content, content_type="application/json"))
     return _respond(ctx, JsonResponse(answer))
 
 

@@ -1,9 +1,13 @@
 """The official OpenAI SDK against AURA's live server, with the mock provider upstream."""
 
 import json
+import threading
+import time
 
 import pytest
+import requests
 
+from gateway import services
 from metrics.models import UsageRecord
 
 
@@ -168,3 +172,49 @@ def test_an_event_spanning_lines_is_relayed_as_one_event():
 
     assert sse(b'{"a":\n1}') == b'data: {"a":\ndata: 1}\n\n'
     assert sse('{"b": 2}') == b'data: {"b": 2}\n\n'
+
+
+ANSWER = (
+    '{"id":"chatcmpl-raw","object":"chat.completion","created":1764300000,"model":"my-model",'
+    '"choices":[{"index":0,"message":{"role":"assistant","content":"Grüße — ✓"},"finish_reason":"stop"}],'
+    '"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13},"x_server_extra":{"kv_cache":[1,2]}}'
+).encode()
+
+
+@pytest.fixture
+def raw_upstream():
+    """An OpenAI-compatible server (say vLLM) whose answer is compact, unescaped UTF-8, with a field of its own."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 -- http.server's naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(ANSWER)))
+            self.end_headers()
+            self.wfile.write(ANSWER)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_openai_compatible_answer_reaches_the_client_byte_for_byte(live_server, alice, raw_upstream):
+    services.provider_key_save(user=alice, provider="custom", api_key="sk-raw-0123456789", base_url=raw_upstream, label="raw")
+    _key, secret = services.api_key_issue(user=alice, name="raw")
+    body = {"model": "raw/my-model", "messages": [{"role": "user", "content": "hi"}]}
+    answer = requests.post(live_server.url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=20)
+    assert answer.status_code == 200 and answer.headers["Content-Type"] == "application/json"
+    assert answer.content == ANSWER  # not parsed and serialised again: nothing escaped, reordered or dropped
+    assert answer.headers["x-aura-provider"] == "custom" and answer.headers["x-request-id"].startswith("req_")
+    deadline = time.time() + 5
+    while not UsageRecord.objects.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    record = UsageRecord.objects.get()
+    assert (record.prompt_tokens, record.completion_tokens, record.status) == (9, 4, 200)
