@@ -198,6 +198,33 @@ def upstream(mock):
     return mock
 
 
+@contextlib.contextmanager
+def fixed_upstream(content_type: str, payload: bytes):
+    """An OpenAI-compatible server on loopback that answers every POST with ``payload``: its /v1 base URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 -- http.server's naming
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def wire(user, mock, providers=("openai", "anthropic", "gemini")):
     """Store provider keys for ``user`` pointing at the mock provider, and issue an AURA key."""
     bases = {"openai": f"{mock.url}/v1", "anthropic": mock.url, "gemini": mock.url, "mistral": f"{mock.url}/v1", "custom": f"{mock.url}/v1"}

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from metrics.models import UsageRecord
-from tests.conftest import subscribe
+from tests.conftest import fixed_upstream, subscribe
 
 
 def test_concurrent_calls_leave_exactly_one_record_each(live_server, alice, alice_key, upstream):
@@ -76,26 +76,9 @@ def test_only_the_usage_insert_skips_the_wal_flush(transactional_db, alice):
 @pytest.fixture
 def odd_upstream():
     """An OpenAI-compatible server whose stream carries a chunk that is valid JSON but not an object."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 -- http.server's naming
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.end_headers()
-            self.wfile.write(b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n')
-            self.wfile.write(b"data: [1]\n\ndata: [DONE]\n\n")
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
+    chunk = b'data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'
+    with fixed_upstream("text/event-stream", chunk + b"data: [1]\n\ndata: [DONE]\n\n") as url:
+        yield url
 
 
 def test_a_stream_aura_cannot_read_ends_in_an_error_event_and_is_accounted(live_server, alice, odd_upstream):

@@ -1,7 +1,6 @@
 """The official OpenAI SDK against AURA's live server, with the mock provider upstream."""
 
 import json
-import threading
 import time
 
 import pytest
@@ -9,6 +8,7 @@ import requests
 
 from gateway import services
 from metrics.models import UsageRecord
+from tests.conftest import fixed_upstream
 
 
 def test_chat_completion(sdk, upstream):
@@ -184,25 +184,8 @@ ANSWER = (
 @pytest.fixture
 def raw_upstream():
     """An OpenAI-compatible server (say vLLM) whose answer is compact, unescaped UTF-8, with a field of its own."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 -- http.server's naming
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(ANSWER)))
-            self.end_headers()
-            self.wfile.write(ANSWER)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1"
-    server.shutdown()
-    server.server_close()
+    with fixed_upstream("application/json", ANSWER) as url:
+        yield url
 
 
 def test_an_openai_compatible_answer_reaches_the_client_byte_for_byte(live_server, alice, raw_upstream):
