@@ -31,12 +31,7 @@ from redis.connection import DefaultParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-try:  # the system's poll, not gevent's cooperative one (see RedisParser)
-    from gevent.monkey import get_original
-
-    _poll = get_original("select", "poll")
-except ImportError:  # pragma: no cover -- gevent is a dependency (the web workers)
-    _poll = select.poll
+_poll = _monkey.get_original("select", "poll")  # the system's poll, not gevent's cooperative one (see RedisParser)
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +211,10 @@ class _Commands(CoreCommands):
         return self
 
 
+def _nothing(commands) -> None:
+    """The commands of a call made only for the round trip itself (``flush``)."""
+
+
 class _RoundTrips:
     """Group commit: the calls a process makes while a round trip is under way share the next one.
 
@@ -230,8 +229,10 @@ class _RoundTrips:
     with the next round trip, ahead of the commands of the calls that join it, or leaves in one of
     its own once the event loop turns. So a connection's next call is admitted in the same round
     trip that settles the one before (the slot it freed is free for it), and under load the
-    settlings add commands, not round trips: in bench/gateway_ab.py, 5 % fewer instructions per
-    sequential call (callgrind), added latency 0.90x, CPU per call at 50 connections 0.91x.
+    settlings add commands, not round trips: 0.90-0.95x the instructions per sequential call
+    (bench/instructions.py, callgrind), and in bench/gateway_ab.py added latency 0.90x, CPU per
+    call at 50 connections 0.91x. A deferred call's ``then`` runs in whichever greenlet makes the
+    round trip, often another request's.
 
     Since only one is in flight, the round trips need no pool: they go over a connection of their
     own, made with the client's settings (address, credentials, database, TLS, timeouts). The
@@ -302,12 +303,12 @@ class _RoundTrips:
         self._send()
 
     def flush(self) -> None:
-        """Make the round trip for the deferred calls still queued, now (a process about to exit)."""
+        """Make the round trip for the deferred calls still queued, now (a process about to exit): behind
+        the one under way, if any, as the next call would."""
         with self.lock:
-            if self.busy or not self.queue:
+            if not self.queue:
                 return
-            self.busy = True
-        self._send()
+        self.run(_nothing)
 
     @staticmethod
     def _wait_for_the_wave() -> None:
@@ -348,18 +349,21 @@ class _RoundTrips:
                 call.error = call.error or RedisConnectionError("round trip abandoned")
             raise
         finally:
-            for call in calls:
-                call.lead = False
-                call.done.set()
-                if call.then is not None:
-                    try:
-                        call.then(call.replies, call.error)
-                    except Exception as error:  # (it must not raise): the other calls still get theirs
-                        log.error("a deferred Redis call's follow-up failed: %s", type(error).__name__)
-            with self.lock:
-                flush = self._hand_on()
-            if flush:
-                _soon(self._flush)
+            try:
+                for call in calls:
+                    call.lead = False
+                    call.done.set()
+                for call in calls:  # (in whichever greenlet made the trip, often another request's)
+                    if call.then is not None:
+                        try:
+                            call.then(call.replies, call.error)
+                        except Exception as error:  # (it must not raise): the other calls still get theirs
+                            log.error("a deferred Redis call's follow-up failed: %s", type(error).__name__)
+            finally:  # whatever happened above, the next round trip has a leader
+                with self.lock:
+                    flush = self._hand_on()
+                if flush:
+                    _soon(self._flush)
 
     def _take_connection(self):
         """(connection, whether it is one kept from an earlier round trip); a new one connects on first use."""
@@ -448,7 +452,9 @@ _round_trips: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _soon(function) -> None:
-    """Call ``function`` once the event loop turns (under gevent), else at once."""
+    """Call ``function`` once the event loop turns (under gevent), else at once. Under gevent it is
+    called from the main thread's greenlets (a web worker has no other threads that call Redis):
+    from another native thread, the callback would wait on that thread's own hub."""
     if _monkey.is_module_patched("socket"):
         gevent.get_hub().loop.run_callback(function)
     else:
@@ -474,7 +480,10 @@ def flush_deferred() -> None:
     """At exit (a worker told to stop): the deferred calls still queued leave now."""
     for trips in list(_round_trips.values()):
         if trips.pid == os.getpid():
-            trips.flush()
+            try:
+                trips.flush()
+            except Exception as error:  # Redis is down: the deferred calls' follow-ups have been told
+                log.warning("deferred Redis calls not sent at exit: %s", type(error).__name__)
 
 
 def _trips(client) -> "_RoundTrips":

@@ -354,7 +354,11 @@ def finish_later(user_id: int, key_id: int, request_id: str, tokens: int, key_tp
             cache.failed("rate limits", failure)
         settled(failure is None)
 
-    cache.defer(client, _finish_commands(user_id, key_id, minute, request_id, tokens, key_tpm, also), then)
+    try:
+        cache.defer(client, _finish_commands(user_id, key_id, minute, request_id, tokens, key_tpm, also), then)
+    except Exception as error:  # never raised so far; if it were, the records would still be handed over
+        cache.failed("rate limits", error)
+        settled(False)
 
 
 def touch_key(key_id: int) -> None:

@@ -292,8 +292,9 @@ def _join_finishing() -> None:
     """At exit (a worker told to stop): the settlings still queued leave, and the records handed over
     meanwhile are written, so that none is lost."""
     cache.flush_deferred()
-    if _finishing:
-        gevent.joinall(list(_finishing), timeout=10)
+    deadline = time.monotonic() + 10
+    while _finishing and time.monotonic() < deadline:  # (a hand-over may start while others are joined)
+        gevent.joinall(list(_finishing), timeout=deadline - time.monotonic())
 
 
 def after_answer(ctx: Context) -> None:

@@ -302,6 +302,25 @@ def test_deferred_calls_still_queued_leave_when_the_process_exits():
     client.delete("rt:at-exit")
 
 
+def test_a_deferred_call_behind_a_round_trip_under_way_at_exit_still_leaves():
+    """The worker stops while another request's round trip is under way: the settling waits its turn."""
+    client = cache.redis()
+    client.delete("rt:at-exit", "rt:empty")
+    printed = under_gevent(
+        """
+        from aura import cache
+
+        gevent.spawn(cache.round_trip, client, lambda pipe: pipe.blpop("rt:empty", 0.25))
+        gevent.sleep(0.05)
+        cache.defer(client, lambda pipe: pipe.set("rt:at-exit", "settled"), lambda replies, error: print(replies, error))
+        sys.exit(0)  # while the round trip is under way
+        """
+    )
+    assert printed == "[True] None"
+    assert client.get("rt:at-exit") == b"settled"
+    client.delete("rt:at-exit")
+
+
 def test_without_gevent_a_deferred_call_is_made_at_once():
     client = cache.redis()
     followed = []
