@@ -27,9 +27,10 @@ def _signing_keys() -> list[bytes]:
     return [salted_hmac("accounts.sessions.jwt", "signing key", secret=secret, algorithm="sha256").digest() for secret in secrets]
 
 
-def session_token(session_key: str, *, expires_at: int) -> str:
+def session_token(session_key: str, *, expires_at: int, issued_at: int | None = None) -> str:
     """The cookie value for ``session_key``: a JWT that expires when the cookie does."""
-    claims = {"sid": session_key, "iat": int(time.time()), "exp": expires_at, "iss": ISSUER, "aud": AUDIENCE}
+    issued_at = int(time.time()) if issued_at is None else issued_at
+    claims = {"sid": session_key, "iat": issued_at, "exp": expires_at, "iss": ISSUER, "aud": AUDIENCE}
     return jwt.encode(claims, _signing_keys()[0], algorithm=ALGORITHM)
 
 
@@ -72,10 +73,13 @@ class JWTSessionMiddleware(SessionMiddleware):
         response = super().process_response(request, response)
         morsel = response.cookies.get(settings.SESSION_COOKIE_NAME)
         if morsel is not None and morsel.value:  # Django set the session key (an empty value deletes the cookie)
+            issued_at = None
             if morsel["expires"]:
                 expires_at = parse_http_date(morsel["expires"])
+                if morsel["max-age"]:  # issued when the cookie was set, not a clock tick later
+                    issued_at = expires_at - int(morsel["max-age"])
             else:  # a browser-session cookie: the token lasts as long as the session row
                 expires_at = int(request.session.get_expiry_date().timestamp())
-            token = session_token(morsel.value, expires_at=expires_at)
+            token = session_token(morsel.value, expires_at=expires_at, issued_at=issued_at)
             morsel.set(morsel.key, token, token)
         return response
