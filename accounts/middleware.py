@@ -1,23 +1,54 @@
 from django.conf import settings
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
+from django.utils.translation.trans_real import parse_accept_lang_header
+
+# Django's language cookie, which AURA set until it kept the choice in localStorage, as its privacy
+# policy says (§8): a browser that still holds it has it removed.
+OLD_LANGUAGE_COOKIE = "django_language"
 
 
-class UserLanguageMiddleware:
-    """A logged-in user's saved language applies in a browser that has not chosen one yet."""
+def supported(code: str | None) -> str | None:
+    """``code`` as one of settings.LANGUAGES ("ru-RU" is "ru"), or None."""
+    if not code:
+        return None
+    try:
+        return translation.get_supported_language_variant(code)
+    except LookupError:
+        return None
+
+
+def language_of(request) -> str:
+    """The language a page is rendered in, with no cookie: a signed-in user's saved language, else
+    the address's ``lang`` (a visitor's choice, which the browser keeps in localStorage and the
+    page's scripts carry from page to page), else the browser's Accept-Language, else English."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and supported(user.language):
+        return supported(user.language)
+    chosen = supported(request.GET.get("lang"))
+    if chosen:
+        return chosen
+    for code, _quality in parse_accept_lang_header(request.headers.get("Accept-Language", "")):
+        if code != "*" and supported(code):
+            return supported(code)
+    return settings.LANGUAGE_CODE
+
+
+class LanguageMiddleware:
+    """Django's LocaleMiddleware, without its cookie (``language_of``)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        cookie = settings.LANGUAGE_COOKIE_NAME
-        user = getattr(request, "user", None)
-        adopted = None
-        if cookie not in request.COOKIES and user is not None and user.is_authenticated:
-            adopted = request.COOKIES[cookie] = user.language
+        language = language_of(request)
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
         response = self.get_response(request)
-        if adopted and cookie not in response.cookies:
-            response.set_cookie(
-                cookie, adopted, max_age=settings.LANGUAGE_COOKIE_AGE, samesite="Lax", secure=settings.LANGUAGE_COOKIE_SECURE
-            )
+        patch_vary_headers(response, ("Accept-Language",))
+        response.headers.setdefault("Content-Language", language)
+        if OLD_LANGUAGE_COOKIE in request.COOKIES:
+            response.delete_cookie(OLD_LANGUAGE_COOKIE, samesite="Lax")
         return response
 
 

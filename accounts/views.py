@@ -1,4 +1,5 @@
 import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -128,15 +129,7 @@ def settings_page(request):
             messages.info(
                 request, _("Confirm %(email)s from your inbox to start using it.") % {"email": profile_form.cleaned_data["email"]}
             )
-        response = redirect("settings")
-        response.set_cookie(
-            settings.LANGUAGE_COOKIE_NAME,
-            request.user.language,
-            max_age=settings.LANGUAGE_COOKIE_AGE,
-            samesite="Lax",
-            secure=settings.LANGUAGE_COOKIE_SECURE,
-        )
-        return response
+        return redirect("settings")  # in the language just saved: the account's is the one its pages use
     return _render_settings(request, profile_form=profile_form)
 
 
@@ -173,25 +166,29 @@ def password_change(request):
 
 @require_POST
 def set_language(request):
-    """Switch language: the cookie for this browser, the account for emails."""
+    """Switch language: the account's, for a signed-in user (its pages and its emails); a visitor's
+    stays in the browser (localStorage, set by the switcher's script), and the page it goes back to
+    carries it in its address. No cookie either way (privacy policy §8)."""
     language = request.POST.get("language", "")
     if language not in dict(settings.LANGUAGES):
         return HttpResponseBadRequest(_("Unknown language."))
-    if request.user.is_authenticated and request.user.language != language:
-        request.user.language = language
-        request.user.save(update_fields=["language", "updated"])
     next_url = request.POST.get("next", "/")
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
         next_url = "/"
-    response = redirect(next_url)
-    response.set_cookie(
-        settings.LANGUAGE_COOKIE_NAME,
-        language,
-        max_age=settings.LANGUAGE_COOKIE_AGE,
-        samesite="Lax",
-        secure=settings.LANGUAGE_COOKIE_SECURE,
-    )
-    return response
+    if request.user.is_authenticated:
+        if request.user.language != language:
+            request.user.language = language
+            request.user.save(update_fields=["language", "updated"])
+        return redirect(_with_query(next_url, lang=None))
+    return redirect(_with_query(next_url, lang=language))
+
+
+def _with_query(url: str, **changes) -> str:
+    """``url`` with its query's parameters set (or, given None, removed)."""
+    parts = urlsplit(url)
+    query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True) if name not in changes]
+    query += [(name, value) for name, value in changes.items() if value is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @require_POST

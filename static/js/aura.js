@@ -9,7 +9,7 @@
   }
 
   function store(key, value) {
-    try { localStorage.setItem(key, value); } catch (e) { /* storage disabled: the cookie still works */ }
+    try { localStorage.setItem(key, value); } catch (e) { /* storage disabled: the choice lasts for this page */ }
   }
 
   function stored(key) {
@@ -79,8 +79,28 @@
     var poll = document.querySelector("[data-poll]");
     if (poll) { window.setTimeout(function () { window.location.reload(); }, parseInt(poll.getAttribute("data-poll"), 10)); }
 
+    // A visitor's language travels in the page's address (there is no language cookie): the links
+    // and forms of a page opened with ?lang= keep it, so the next page comes in it at once.
+    var lang = new URLSearchParams(window.location.search).get("lang");
+    if (lang) {
+      var carry = function (address) {
+        var url = new URL(address, window.location.href);
+        if (url.origin !== window.location.origin || url.pathname.indexOf("/static/") === 0 || url.searchParams.has("lang")) { return null; }
+        url.searchParams.set("lang", lang);
+        return url.pathname + url.search + url.hash;
+      };
+      document.querySelectorAll("a[href]").forEach(function (link) {
+        var to = carry(link.getAttribute("href"));
+        if (to) { link.setAttribute("href", to); }
+      });
+      document.querySelectorAll("form[action]").forEach(function (form) {
+        var to = carry(form.getAttribute("action"));
+        if (to) { form.setAttribute("action", to); }
+      });
+    }
+
     var select = document.querySelector("select[data-autosubmit]");
-    if (select) {
+    if (select && !window.auraReloading) {
       store("aura-language", select.value);
       select.addEventListener("change", function () {
         store("aura-language", select.value);

@@ -1,7 +1,12 @@
-def test_choosing_russian_sets_the_cookie_and_the_account(alice_client, alice):
+"""The language and the theme: a signed-in user's are saved with the account; a visitor's stay in
+the browser (localStorage), never in a cookie (privacy policy §8). In a real browser:
+tests/e2e/test_browser_storage.py."""
+
+
+def test_choosing_russian_saves_it_with_the_account_and_sets_no_cookie(alice_client, alice):
     response = alice_client.post("/language/", {"language": "ru", "next": "/settings/"})
     assert response.status_code == 302 and response.url == "/settings/"
-    assert response.cookies["django_language"].value == "ru"
+    assert "django_language" not in response.cookies
     alice.refresh_from_db()
     assert alice.language == "ru"
     page = alice_client.get("/settings/").content.decode()
@@ -11,14 +16,43 @@ def test_choosing_russian_sets_the_cookie_and_the_account(alice_client, alice):
 
 def test_the_saved_language_follows_the_user_to_a_new_browser(client, bob):
     client.force_login(bob)
-    response = client.get("/dashboard/")
+    response = client.get("/dashboard/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
     assert '<html lang="ru"' in response.content.decode()
-    assert response.cookies["django_language"].value == "ru"
+    assert response["Content-Language"] == "ru" and set(response.cookies) <= {"csrftoken"}
+
+
+def test_a_signed_in_user_switching_leaves_no_language_in_the_address(alice_client, alice):
+    response = alice_client.post("/language/", {"language": "ru", "next": "/keys/?lang=en&page=2"})
+    assert response.url == "/keys/?page=2"
 
 
 def test_an_anonymous_visitor_can_switch_too(client, db):
-    client.post("/language/", {"language": "ru", "next": "/"})
-    assert '<html lang="ru"' in client.get("/").content.decode()
+    response = client.post("/language/", {"language": "ru", "next": "/pricing/?plan=pro"})
+    assert response.status_code == 302 and response.url == "/pricing/?plan=pro&lang=ru"
+    assert set(response.cookies) <= {"csrftoken"}  # the browser's script keeps the choice in localStorage
+    assert '<html lang="ru"' in client.get(response.url).content.decode()
+    assert '<html lang="en"' in client.get("/pricing/").content.decode()  # nothing stored on the server
+
+
+def test_a_visitor_gets_the_browsers_language_unless_they_chose_another(client, db):
+    assert '<html lang="ru"' in client.get("/", HTTP_ACCEPT_LANGUAGE="ru-RU,ru;q=0.9,en;q=0.8").content.decode()
+    assert '<html lang="en"' in client.get("/", HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9").content.decode()
+    assert '<html lang="en"' in client.get("/?lang=en", HTTP_ACCEPT_LANGUAGE="ru").content.decode()
+    assert '<html lang="en"' in client.get("/?lang=xx").content.decode()
+
+
+def test_a_visitors_page_in_another_language_loads_again_with_the_stored_choice(client, db):
+    head = client.get("/login/").content.decode().split("</head>")[0]
+    assert 'localStorage.getItem("aura-language")' in head and '<script nonce="' in head
+    head = client.post("/login/", {"username": "nobody@example.org", "password": "wrong"}).content.decode().split("</head>")[0]
+    assert "aura-language" not in head  # a form's answer is never loaded again: the post would be lost
+
+
+def test_the_old_language_cookie_is_removed(client, db):
+    client.cookies["django_language"] = "ru"
+    response = client.get("/", HTTP_ACCEPT_LANGUAGE="en")
+    assert '<html lang="en"' in response.content.decode()  # no longer read
+    assert response.cookies["django_language"].value == "" and response.cookies["django_language"]["max-age"] == 0
 
 
 def test_an_unknown_language_is_a_400(client, db):
@@ -27,7 +61,7 @@ def test_an_unknown_language_is_a_400(client, db):
 
 def test_next_cannot_leave_the_site(client, db):
     response = client.post("/language/", {"language": "en", "next": "https://evil.example/"})
-    assert response.url == "/"
+    assert response.url == "/?lang=en"
 
 
 def test_the_theme_is_saved_for_a_logged_in_user(alice_client, alice):

@@ -60,3 +60,31 @@ def test_logging_out_in_one_tab_sends_the_other_to_the_login_page(new_context, d
     log_out(first)
     expect(second).to_have_url(re.compile(r"/login/\?next=/settings/$"))
     expect(second.locator("header").get_by_role("link", name="Log in")).to_be_visible()
+
+
+def test_a_visitors_language_stays_in_the_browser_and_follows_them_from_page_to_page(page, transactional_db):
+    page.goto("/login/")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    with page.expect_navigation():
+        page.locator("#language-select").select_option("ru")
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Вход в AURA")
+    assert local_storage(page) == {"aura-language": "ru"}
+
+    link = page.locator("main").get_by_role("link", name="Создать аккаунт")
+    expect(link).to_have_attribute("href", "/signup/?lang=ru")  # the link carries the choice: no second load
+    link.click()
+    expect(page).to_have_url(re.compile(r"/signup/\?lang=ru$"))
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+
+    page.goto("/pricing/")  # an address typed without it: the page loads again in the stored language
+    expect(page).to_have_url(re.compile(r"/pricing/\?lang=ru$"))
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    assert {cookie["name"] for cookie in page.context.cookies()} <= {"csrftoken"}  # no language cookie
+
+    page.locator("header").get_by_role("link", name="Войти").click()
+    page.fill("input[name=username]", "nobody@example.org")
+    page.fill("input[name=password]", "not-the-password")
+    page.locator("main").get_by_role("button").click()  # the form's answer, in Russian, is not loaded again
+    expect(page.locator(".form-errors, .errorlist").first).to_be_visible()
+    expect(page.locator("html")).to_have_attribute("lang", "ru")

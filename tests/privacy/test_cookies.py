@@ -18,15 +18,19 @@ def log_in(client):
     return client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
 
 
-def test_only_session_csrf_and_language_cookies(client, alice):
+def test_only_session_and_csrf_cookies(client, alice):
     client.get("/login/")
     log_in(client)
     client.post("/language/", {"language": "en"})
     for path in ("/", "/dashboard/", "/settings/", "/keys/", "/providers/", "/pricing/", "/billing/", "/settings/privacy/"):
         client.get(path)
-    assert set(client.cookies) <= {"sessionid", "csrftoken", "django_language"}
+    assert set(client.cookies) <= {"sessionid", "csrftoken"}
     session = client.cookies["sessionid"]
     assert session["httponly"] and session["samesite"] == "Lax"
+    client.post("/logout/")
+    client.post("/language/", {"language": "ru"})  # a visitor's choice stays in the browser
+    client.get("/login/?lang=ru")
+    assert set(client.cookies) <= {"sessionid", "csrftoken"}
 
 
 def test_the_session_cookie_is_a_jwt_for_authentication_only(client, alice):
@@ -66,7 +70,7 @@ def test_signing_in_again_gives_a_new_session_tag(client, alice):
 def test_cookies_are_secure_in_production_settings():
     from aura import settings as module
 
-    assert module.SESSION_COOKIE_SECURE == module.CSRF_COOKIE_SECURE == module.LANGUAGE_COOKIE_SECURE
+    assert module.SESSION_COOKIE_SECURE == module.CSRF_COOKIE_SECURE
     assert module.SESSION_COOKIE_HTTPONLY is True and module.SESSION_COOKIE_SAMESITE == "Lax"
 
 

@@ -8,7 +8,7 @@ from accounts.models import UserSession
 from accounts.services import email_verification_send
 from tests.conftest import PASSWORD
 
-ALLOWED = {"sessionid", "csrftoken", "django_language"}
+ALLOWED = {"sessionid", "csrftoken"}
 
 
 def test_a_signed_in_notice_lives_in_the_session_not_in_a_cookie(alice_client):
@@ -26,7 +26,7 @@ def test_a_visitor_gets_a_notice_in_the_address_and_no_session(client, db):
     assert len(mail.outbox) == 1
     page = client.get(response.url)
     assert "Thank you! Your message is on its way to our support team." in page.content.decode()
-    assert set(client.cookies) <= {"csrftoken", "django_language"}  # no session was opened for the notice
+    assert set(client.cookies) <= {"csrftoken"}  # no session was opened for the notice
 
 
 def test_a_confirmation_link_opened_signed_out_names_no_address(client, alice):
