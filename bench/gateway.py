@@ -34,9 +34,10 @@ b. throughput: 50 keep-alive connections for 15 s (5 s): requests/s and errors; 
 c. concurrency: 1000 (200) concurrent streamed calls, one connection each, all opened at once,
    against the slow upstream (each stream lasts at least 0.9 s): completed/s, errors, p50/p99
    total time, and each rate as a percentage of direct's; after a warm-up of one stream per
-   caller (50). Then, for information (the target is the burst), the same 1000 (200) streams
-   kept going for 12 s (5 s): each of as many keep-alive connections streams again as soon as its
-   stream ends;
+   caller (50). Then the same 1000 (200) streams kept going for 12 s (5 s): each of as many
+   keep-alive connections streams again as soon as its stream ends, the rate the upstream
+   sustains. Both are judged against the 50% target: the issue's wording and its LiteLLM figure
+   (under 1%) fit the streams kept going, and the burst is the harder, cold case;
 d. memory: the summed RSS of AURA's gunicorn workers before and after 10000 (2000) non-stream
    calls, and whether ``metrics_usagerecord`` gained exactly one row per call.
 
@@ -790,6 +791,12 @@ def verdicts(results: dict, derived: dict, sizes: dict) -> list[tuple[str, bool 
     stream_ok = None
     if aura_streams and share is not None:
         stream_ok = aura_streams.get("errors") == 0 and aura_streams.get("ok") == sizes["streams"] and share >= 50
+    # The wording ("held ... completing at >= 50% of the rate the upstream sustains", LiteLLM
+    # "under 1%") fits the streams kept going: LiteLLM reads under 1% only there (5-8% in the burst).
+    # Both are judged.
+    aura_held = results.get("sustained", {}).get("aura", {})
+    held = derived.get("sustained_aura_pct_of_direct")
+    held_ok = None if not aura_held or held is None else aura_held.get("errors") == 0 and held >= 50
     return [
         ("AURA p50 overhead <= 2 ms", None if added is None else added <= 2, num(added, 2, " ms")),
         ("AURA throughput >= 4x LiteLLM", None if ratio is None else ratio >= 4, num(ratio, 2, "x")),
@@ -797,6 +804,11 @@ def verdicts(results: dict, derived: dict, sizes: dict) -> list[tuple[str, bool 
             f"{sizes['streams']} slow streams: 0 errors, >= 50% of direct's rate",
             stream_ok,
             f"{aura_streams.get('errors', 'n/a')} errors, {num(share, 0, '%')}",
+        ),
+        (
+            f"the {sizes['streams']} slow streams held: 0 errors, >= 50% of the rate direct sustains",
+            held_ok,
+            f"{aura_held.get('errors', 'n/a')} errors, {num(held, 0, '%')}",
         ),
     ]
 

@@ -274,7 +274,8 @@ def check(
     expect = expect or {}
     peek = (*expect, *(name for name in peek if name not in expect))
     minute, into = divmod(now, 60)
-    names = _names(user_id, key_id, int(minute), month_start().strftime("%Y%m"))
+    month = time.gmtime(minute * 60)  # (the counters' months are UTC's, as month_start's)
+    names = _names(user_id, key_id, int(minute), f"{month.tm_year}{month.tm_mon:02d}")
     client = None
     args = [
         1 - into / 60,

@@ -542,8 +542,9 @@ def plan(ctx: Context, body: dict) -> list[Route]:
     if name in routing.AUTO_NAMES and not ctx.plan.includes("routing"):
         raise _not_in_plan("automatic routing", ctx.plan)
     # Auto routing needs a real count (context windows, difficulty); explicit routes only check fallbacks.
-    estimate = count_prompt(body, "o200k_base") if name in routing.AUTO_NAMES else len(json.dumps(body.get("messages"))) // 4
-    rough = routing.needs_of(body, estimate)
+    auto = name in routing.AUTO_NAMES
+    estimate = count_prompt(body, "o200k_base") if auto else len(json.dumps(body.get("messages"))) // 4
+    rough = routing.needs_of(body, estimate, judge=auto)
     ctx.conversation = routing.conversation_id(caller.user_id, body)
     choices = routing.plan(caller, vault, name, rough, ctx.conversation, lambda n: resolve(caller, vault, n, "chat"))
     if name in routing.AUTO_NAMES:

@@ -47,7 +47,7 @@ class Needs:
     tools: bool
     vision: bool
     json: bool
-    difficulty: int  # 0 trivial .. 3 hard
+    difficulty: int  # 0 trivial .. 3 hard (0 when not judged: ``needs_of``)
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,9 @@ class Choice:
     reason: str
 
 
-def needs_of(body: dict, prompt_tokens: int) -> Needs:
+def needs_of(body: dict, prompt_tokens: int, *, judge: bool = True) -> Needs:
+    """What a call needs of a model. Its difficulty (read from its text) matters only to automatic
+    routing: with ``judge`` false (a model named explicitly) it is not read, and is 0."""
     text_parts, vision = [], False
     for message in body.get("messages") or ():
         content = message.get("content")
@@ -69,8 +71,10 @@ def needs_of(body: dict, prompt_tokens: int) -> Needs:
                     text_parts.append(part.get("text") or "")
                 elif part.get("type") == "image_url":
                     vision = True
-    text = "\n".join(text_parts)
-    difficulty = sum(bool(p.search(text)) for p in (_CODE, _MATH, _REASONING)) + (prompt_tokens > 4000)
+    difficulty = 0
+    if judge:
+        text = "\n".join(text_parts)
+        difficulty = sum(bool(p.search(text)) for p in (_CODE, _MATH, _REASONING)) + (prompt_tokens > 4000)
     fmt = (body.get("response_format") or {}).get("type")
     return Needs(
         prompt_tokens=prompt_tokens,

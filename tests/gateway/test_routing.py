@@ -45,6 +45,15 @@ def test_auto_picks_the_cheapest_capable_model(call, upstream):
     assert record.model_requested == "auto" and record.model_used == expected.id and record.route_reason == "auto:cheapest-capable"
 
 
+def test_a_calls_difficulty_is_read_only_for_automatic_routing():
+    """A model named explicitly never needs it: reading it scans the whole prompt (tens of ms for 100 KB)."""
+    parts = [{"type": "text", "text": "def f(): explain why step by step"}, {"type": "image_url"}]
+    body = {"messages": [{"role": "user", "content": parts}]}
+    judged, named = routing.needs_of(body, 10), routing.needs_of(body, 10, judge=False)
+    assert judged.difficulty == 2 and named.difficulty == 0
+    assert judged.vision and named.vision  # what a fallback must be capable of is still read
+
+
 def test_auto_respects_tools_and_vision(call, upstream):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     image = [{"type": "text", "text": "what"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
