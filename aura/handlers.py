@@ -34,6 +34,8 @@ from django.http import JsonResponse
 from django.middleware.security import SecurityMiddleware
 from django.urls import get_resolver
 
+from aura import cache
+
 API_PREFIX = "/v1/"
 API_URLCONF = "gateway.api_urls"
 
@@ -91,6 +93,14 @@ class ApiHandler:
         request = ApiRequest(environ)
         if self.security.redirect and not request.is_secure():
             return self.django(environ, start_response)  # redirected to HTTPS (or exempt), exactly as Django does
+        cache.spinner.call_started()  # until the server closes the answer (``_Answer.close``)
+        try:
+            return self._answer(request, start_response)
+        except BaseException:  # (the views answer every error: a killed greenlet, or a bug here)
+            cache.spinner.call_ended()
+            raise
+
+    def _answer(self, request: ApiRequest, start_response):
         close_old_connections()  # as Django's request_started: a connection left over from before, if unusable
         try:
             view, args, kwargs = _route(request.path)
@@ -138,16 +148,22 @@ def _internal_error() -> JsonResponse:
 class _Answer:
     """A response's body for the server to iterate; closing it ends the call (``_end``)."""
 
-    __slots__ = ("response", "pieces")
+    __slots__ = ("response", "pieces", "ended")
 
     def __init__(self, response, pieces):
-        self.response, self.pieces = response, pieces
+        self.response, self.pieces, self.ended = response, pieces, False
 
     def __iter__(self):
         return iter(self.pieces)
 
     def close(self):
-        _end(self.response)
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            _end(self.response)
+        finally:
+            cache.spinner.call_ended()
 
 
 class _Stream(_Answer):

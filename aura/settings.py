@@ -404,6 +404,11 @@ AURA_AUTH_CACHE_SECONDS = env_int("AURA_AUTH_CACHE_SECONDS", 300, 1)
 # Usage records go to PostgreSQL in batches through a Redis list (metrics/spool.py) rather than
 # one INSERT per call; only with Redis and PostgreSQL. Off: each call writes its own record.
 AURA_USAGE_SPOOL = env_bool("AURA_USAGE_SPOOL", True)
+# A web process serving a single /v1 call polls for the reply of its Redis round trip this long
+# before sleeping until it comes (aura.cache._Spinner); 0: never.
+AURA_REDIS_SPIN_MICROSECONDS = env_int("AURA_REDIS_SPIN_MICROSECONDS", 300, 0)
+if AURA_REDIS_SPIN_MICROSECONDS > 10_000:
+    raise ImproperlyConfigured(f"AURA_REDIS_SPIN_MICROSECONDS must be at most 10000, not {AURA_REDIS_SPIN_MICROSECONDS}")
 
 # Paddle Billing ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 import requests
 
-from aura import handlers
+from aura import cache, handlers
 from aura.handlers import Application
 from metrics.models import UsageRecord
 from tests.conftest import free_port, web_server
@@ -118,6 +118,38 @@ def test_a_response_that_cannot_be_sent_is_a_500_and_its_call_still_ends(served,
     assert answer.status_code == 500 and answer.json()["error"]["code"] == "internal_error"
     assert len(settled) == 1  # the call was settled all the same: its slot freed, its records handed over
     assert "ValueError" in caplog.text and "would not send" not in caplog.text
+    assert until(lambda: cache.spinner.serving == 0)  # and it is no longer counted as served
+
+
+def until(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return condition()
+
+
+def test_a_call_is_counted_as_served_until_its_answer_ends_however_it_ends(served, alice_key, upstream):
+    """A worker serving a single call spins for its Redis replies (aura.cache._Spinner): the count it
+    goes by must come back down after every call, a stream the client left included."""
+    auth = {"Authorization": f"Bearer {alice_key}"}
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    assert cache.spinner.serving == 0
+    assert requests.post(served + "/v1/chat/completions", json=body, headers=auth, timeout=20).status_code == 200
+    refused = requests.post(served + "/v1/chat/completions", json=body, headers={"Authorization": "Bearer nope"}, timeout=20)
+    assert refused.status_code == 401
+    assert requests.get(served + "/v1/models/no-such-model", headers=auth, timeout=20).status_code == 404
+    streamed = requests.post(served + "/v1/chat/completions", json={**body, "stream": True}, headers=auth, timeout=20)
+    assert b"[DONE]" in streamed.content
+    assert until(lambda: cache.spinner.serving == 0)
+    upstream.chunk_delay_ms = 100
+    try:
+        left = requests.post(served + "/v1/chat/completions", json={**body, "stream": True}, headers=auth, stream=True, timeout=20)
+        next(left.iter_lines())
+        assert cache.spinner.serving == 1  # under way
+        left.close()  # the client goes away mid-stream
+        assert until(lambda: cache.spinner.serving == 0)
+    finally:
+        upstream.chunk_delay_ms = 0
 
 
 @pytest.mark.parametrize(

@@ -94,9 +94,9 @@ def test_when_redis_cannot_be_reached_every_call_is_told_and_the_next_ones_still
         cache.round_trip(client, lambda pipe: pipe.ping())
 
 
-def under_gevent(body: str) -> str:
+def under_gevent(body: str, **env: str) -> str:
     """Run ``body`` in a gevent process, as the web workers are (``client``, ``trips`` and ``sent`` set up;
-    ``sent`` lists the calls each round trip carried); what it prints."""
+    ``sent`` lists the calls each round trip carried), with ``env`` added to its environment; what it prints."""
     script = textwrap.dedent(
         """
         from gevent import monkey
@@ -123,7 +123,7 @@ def under_gevent(body: str) -> str:
         """
     )
     argv = [sys.executable, "-c", script + textwrap.dedent(body), os.environ["REDIS_URL"]]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=30, env={**os.environ, **env})
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.strip()
 
@@ -339,3 +339,58 @@ def test_without_gevent_a_deferred_call_behind_a_round_trip_leaves_when_it_ends(
     assert followed == []  # the first call's round trip is under way
     first.join(5)
     assert followed == [([b"behind"], None)]
+
+
+def test_a_process_serving_one_call_polls_for_its_reply_and_one_serving_more_does_not():
+    """While a web worker serves one /v1 call and no other, nothing else needs its core: the call's
+    round trip spins for its reply instead of sleeping until it comes. Serving two, or making a round
+    trip nobody waits for (a settling), it leaves the core to the event loop."""
+    printed = under_gevent(
+        """
+        from aura.cache import spinner
+
+        spins = lambda: spinner.caught + spinner.missed
+        spinner.call_started()
+        print(trips.run(lambda pipe: pipe.echo("one")), spins())
+        spinner.call_started()
+        print(trips.run(lambda pipe: pipe.echo("two")), spins())
+        spinner.call_ended()
+        spinner.call_ended()
+        trips.defer(lambda pipe: pipe.echo("settling"), lambda replies, error: print(replies, error))
+        gevent.sleep(0.05)
+        print(sent, spins())
+        """,
+        AURA_REDIS_SPIN_MICROSECONDS="10000",
+    )
+    assert printed.splitlines() == ["[b'one'] 1", "[b'two'] 1", "[b'settling'] None", "[1, 1, 1] 1"]
+
+
+def test_a_redis_that_answers_after_the_spin_three_times_in_a_row_is_not_spun_for_a_while():
+    client = cache.redis()
+    client.delete("rt:empty")
+    printed = under_gevent(
+        """
+        from aura.cache import spinner
+
+        spinner.call_started()
+        for _ in range(3):  # each answers after 50 ms, long after the spin gave up
+            trips.run(lambda pipe: pipe.blpop("rt:empty", 0.05))
+        print(spinner.caught, spinner.missed)
+        print(trips.run(lambda pipe: pipe.echo("after")), spinner.caught, spinner.missed)
+        """,
+        AURA_REDIS_SPIN_MICROSECONDS="300",
+    )
+    assert printed.splitlines() == ["0 3", "[b'after'] 0 3"]
+
+
+def test_no_spin_is_the_setting_off(monkeypatch):
+    printed = under_gevent(
+        """
+        from aura.cache import spinner
+
+        spinner.call_started()
+        print(trips.run(lambda pipe: pipe.echo("one")), spinner.caught + spinner.missed)
+        """,
+        AURA_REDIS_SPIN_MICROSECONDS="0",
+    )
+    assert printed == "[b'one'] 0"

@@ -67,6 +67,13 @@ def test_a_bad_integer_fails_loudly(tmp_path):
     assert "SECURE_HSTS_SECONDS must be an integer" in result.stderr
 
 
+def test_a_spin_longer_than_ten_milliseconds_fails_loudly(tmp_path):
+    result = start({"AURA_DATA_DIR": str(tmp_path), "AURA_REDIS_SPIN_MICROSECONDS": "50000"}, "DEBUG")
+    assert "AURA_REDIS_SPIN_MICROSECONDS must be at most 10000, not 50000" in result.stderr
+    result = start({"AURA_DATA_DIR": str(tmp_path), "AURA_REDIS_SPIN_MICROSECONDS": "0"}, "AURA_REDIS_SPIN_MICROSECONDS")
+    assert result.returncode == 0 and '"0"' in result.stdout
+
+
 def test_a_bad_redis_url_fails_loudly(tmp_path):
     result = start({"AURA_DATA_DIR": str(tmp_path), "REDIS_URL": "localhost:6379"}, "DEBUG")
     assert "REDIS_URL must be redis://, rediss://, unix://" in result.stderr
