@@ -1,4 +1,5 @@
 import json
+import logging
 
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError
@@ -82,7 +83,44 @@ def _run_job(options, out):
         out.write(f"{audit.job}: removed {json.dumps(audit.removed, sort_keys=True)}")
 
 
+def _beat_embedded_args(parser):
+    parser.add_argument("--once", action="store_true", help="run every job once, in the schedule's order, and stop")
+
+
+def _beat_embedded(options, out):
+    from django.conf import settings
+
+    from aura import schedule
+    from aura.celery import app
+
+    if not app.conf.task_always_eager:
+        raise CommandError("a Celery broker is configured: run `celery -A aura beat` and a worker instead")
+    app.loader.import_default_modules()  # the apps' tasks, as a worker registers them
+    logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # a line per run would drown the console
+    entries = settings.CELERY_BEAT_SCHEDULE
+    if options["once"]:
+        failed = []
+        for job in schedule.jobs(entries, 0):
+            outcome = schedule.run_task(job)
+            out.write(f"{job.name}: {outcome}")
+            if outcome != "ok":
+                failed.append(job.name)
+        if failed:
+            raise CommandError(f"failed: {', '.join(failed)}")
+        return
+    out.write(f"running {len(entries)} scheduled jobs in this process (no broker): {', '.join(entries)}")
+    try:
+        schedule.run(entries, schedule.run_task)
+    except KeyboardInterrupt:
+        pass
+
+
 COMMANDS = {
+    "beat-embedded": (
+        "Run Celery beat's jobs in this process, for the embedded defaults (no broker).",
+        _beat_embedded_args,
+        _beat_embedded,
+    ),
     "run-job": ("Run a retention job to completion now (also scheduled by Celery beat).", _run_job_args, _run_job),
     "user-create": ("Create a verified user.", _user_create_args, _user_create),
     "user-show": ("Print one JSON object about a user.", _user_show_args, _user_show),
