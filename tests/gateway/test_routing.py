@@ -54,6 +54,55 @@ def test_a_calls_difficulty_is_read_only_for_automatic_routing():
     assert judged.vision and named.vision  # what a fallback must be capable of is still read
 
 
+# The difficulty read fast (routing._difficulty) is the one the three expressions read.
+_FRAGMENTS = [
+    *("def ", "class ", "function", "return", "SELECT", "```", "#include", "=>", ";", "; ", ";\t", "\n"),
+    *("integral", "Derivative", "EQUATION", "prove", "theorem", "probability", "\\frac", "\\SQRT", "\\in", "3", " + ", "*", "x", "=", "7"),
+    *("step by step", "Step By", " step", "explain why", "analyse", "ANALYZE", "compare", "trade-off", "tradeoffs", "trade", "-", "offs"),
+    *(
+        "plan",
+        "planet",
+        "explanation",
+        "design",
+        "debug",
+        "why does",
+        "reasonable",
+        "reason",
+        "undefined",
+        "subclass",
+        "returns",
+        "SELECTED",
+    ),
+    *("_", "a", "1", " ", ".", ",", "\r\n", "é", "ß", "ü", "K", "ı", "ſ", "İ", "ﬁ", "ǅ", "日本"),
+]
+
+
+def test_the_fast_difficulty_reads_what_the_three_expressions_read():
+    import random
+
+    rng = random.Random(20261129)
+    seen = set()
+    for _ in range(6000):
+        text = "".join(rng.choice(_FRAGMENTS) for _ in range(rng.randint(1, 12)))
+        expected = sum(bool(pattern.search(text)) for pattern in (routing._CODE, routing._MATH, routing._REASONING))
+        assert routing._difficulty(text) == expected, text
+        seen.add(expected)
+    assert seen == {0, 1, 2, 3}
+    # Overlapping phrases, boundaries at both ends of the text, and the folds lower() does not share:
+    for text, expected in [
+        ("xstep by step by step", 1),
+        ("planet design_x reasonable", 0),
+        ("PLAN", 1),
+        ("reaſon", 1),
+        ("İntegral", 1),
+        ("ıntegral of return", 2),
+        ("a = 1;  \nthen", 1),
+        ("a = 1;  then", 0),
+        ("tradeoffsx", 0),
+    ]:
+        assert routing._difficulty(text) == expected, text
+
+
 def test_auto_respects_tools_and_vision(call, upstream):
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     image = [{"type": "text", "text": "what"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
