@@ -4,9 +4,13 @@
 the process that queues it, so a real ``celery beat`` would have nowhere to send its jobs.
 ``python manage.py aura beat-embedded`` (``bin/run`` starts it beside the web server) runs the
 entries of ``CELERY_BEAT_SCHEDULE`` itself, at their intervals and after their countdowns: the
-retention jobs, the usage rollups and the alert checks. Like beat, it runs a job that fell due
-while the machine slept once, not once per interval it missed. With a broker configured it
-refuses: production runs ``celery -A aura beat`` and workers.
+retention jobs, the usage rollups and the alert checks. Unlike beat, which waits an interval after
+it starts, every job runs at start (after its countdown), so a demo's numbers are fresh at once.
+Each job keeps to its own grid (start + countdown + a whole number of intervals), so the alert
+check stays a minute behind the rollup it reads; a job that overran its next times, or fell due
+while the machine slept, runs once and goes back to its grid. Due times are on the wall clock (a
+monotonic clock stops while a laptop sleeps) and the loop wakes at least once a minute to see them.
+With a broker configured the command refuses: production runs ``celery -A aura beat`` and workers.
 """
 
 import logging
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 log = logging.getLogger(__name__)
+
+LONGEST_SLEEP = 60.0  # seconds: a clock that jumped (a suspend, a change of time) is seen within a minute
 
 
 @dataclass
@@ -43,7 +49,7 @@ def jobs(schedule: dict, start: float) -> list[Job]:
     return sorted(found, key=lambda job: job.due)
 
 
-def run(schedule: dict, run_job, *, clock=time.monotonic, sleep=time.sleep, until: float | None = None) -> None:
+def run(schedule: dict, run_job, *, clock=time.time, sleep=time.sleep, until: float | None = None) -> None:
     """Call ``run_job(job)`` for each job when it is due, for ever (or until ``clock()`` reaches ``until``)."""
     pending = jobs(schedule, clock())
     while True:
@@ -53,13 +59,13 @@ def run(schedule: dict, run_job, *, clock=time.monotonic, sleep=time.sleep, unti
         for job in sorted(pending, key=lambda job: job.due):
             if job.due <= now:
                 run_job(job)
-                job.due += job.interval
-                if job.due <= clock():  # it fell due again meanwhile, or the machine slept: once, later
-                    job.due = clock() + job.interval
+                later = clock()
+                while job.due <= later:  # the next time on its grid still ahead: missed ones are not made up
+                    job.due += job.interval
         wake = min(job.due for job in pending)
         if until is not None:
             wake = min(wake, until)
-        sleep(max(wake - clock(), 0))
+        sleep(min(max(wake - clock(), 0), LONGEST_SLEEP))
 
 
 def run_task(job: Job) -> str:
@@ -73,7 +79,7 @@ def run_task(job: Job) -> str:
         app.tasks[job.task].apply(args=job.args, kwargs=job.kwargs, throw=True)
         return "ok"
     except Exception as error:  # the next interval tries again, as beat's next send would
-        log.error("scheduled job %s failed (%s)", job.name, type(error).__name__)
+        log.exception("scheduled job %s failed", job.name)  # aura.logging keeps the stack, not the message
         return type(error).__name__
     finally:
         close_old_connections()

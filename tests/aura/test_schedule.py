@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Clock:
-    """A clock that only moves when the loop sleeps."""
+    """A clock that only moves when the loop sleeps; it holds the loop to waking at least once a minute."""
 
     def __init__(self):
         self.now = 1000.0
@@ -29,7 +29,7 @@ class Clock:
         return self.now
 
     def sleep(self, seconds):
-        assert seconds >= 0
+        assert 0 <= seconds <= schedule.LONGEST_SLEEP
         self.now += seconds
 
 
@@ -62,24 +62,41 @@ def test_each_job_runs_at_start_after_its_countdown_then_every_interval():
     ]
 
 
-def test_a_job_that_fell_due_many_times_while_the_machine_slept_runs_once():
+def test_a_job_that_fell_due_many_times_while_the_machine_slept_runs_once_then_keeps_its_grid():
     clock = Clock()
     seen = []
 
     def sleep(seconds):
-        clock.now += seconds + (7200 if not seen[1:] else 0)  # the first sleep lasts two hours longer
+        clock.sleep(seconds)
+        if len(seen) == 1:
+            clock.now += 7215  # the machine slept two hours (the clock is the wall's: it went on)
 
     def run_job(job):
         seen.append(round(clock.now - 1000))
 
-    schedule.run(
-        {"drain": {"task": "metrics.drain_usage_spool_task", "schedule": 60}}, run_job, clock=clock, sleep=sleep, until=1000 + 7400
-    )
-    assert seen == [0, 7260, 7320, 7380]
+    entries = {"drain": {"task": "metrics.drain_usage_spool_task", "schedule": 60}}
+    schedule.run(entries, run_job, clock=clock, sleep=sleep, until=1000 + 7400)
+    assert seen == [0, 7275, 7320, 7380]
 
 
-def test_a_job_longer_than_its_interval_is_not_run_back_to_back():
-    assert runs({"slow": {"task": "t", "schedule": 60}}, 300, job_seconds=90) == [("slow", 0), ("slow", 150)]
+def test_a_job_longer_than_its_interval_skips_the_times_it_overran():
+    assert runs({"slow": {"task": "t", "schedule": 60}}, 300, job_seconds=90) == [("slow", 0), ("slow", 120), ("slow", 240)]
+
+
+def test_an_overrun_does_not_put_the_alert_check_before_the_rollup_it_reads():
+    entries = {
+        "rollup": {"task": "metrics.rollup_recent_task", "schedule": 300},
+        "alerts": {"task": "metrics.check_alerts_task", "schedule": 300, "options": {"countdown": 60}},
+    }
+    clock, seen, start = Clock(), [], 1000.0
+
+    def run_job(job):
+        seen.append((job.name, round(clock.now - start)))
+        if len(seen) == 1:
+            clock.now += 400  # the first rollup, on a large database, takes longer than its interval
+
+    schedule.run(entries, run_job, clock=clock, sleep=clock.sleep, until=start + 1000)
+    assert seen == [("rollup", 0), ("alerts", 400), ("rollup", 600), ("alerts", 660), ("rollup", 900), ("alerts", 960)]
 
 
 @pytest.mark.parametrize("every", [crontab(minute=0), 0, -5, "300", True])
