@@ -18,6 +18,11 @@ With ``--streams N`` each round is instead a burst of N concurrent streamed call
 upstream (chunks 100 ms apart, as bench/gateway.py's concurrency phase), for the upstream called
 directly and for each version: completed/s as a percentage of direct's in the same round.
 
+With ``--held N`` each round instead keeps N keep-alive connections streaming for ``--seconds``
+against the slow upstream (each streams again as soon as its stream ends, as bench/gateway.py's held
+streams): completed/s as a percentage of direct's, and each version's CPU time per stream answered
+(the stream's whole cost, on a machine these streams keep busy: the figure to read first).
+
 It prints the median over the rounds for each version and their ratio, and removes the worktree.
 The schema is migrated by the current tree: REV must not need a different one. Nothing is written
 to the repository; no key is printed.
@@ -68,6 +73,18 @@ def burst(port: int, identities: list[dict], count: int) -> float:
     return result["completed_per_s"]
 
 
+def held(port: int, identities: list[dict], count: int, seconds: float, service=None) -> tuple[float, float]:
+    """(completed/s, the service's CPU ms per stream answered) of ``count`` connections streaming for ``seconds``."""
+    body = {**bench.PROMPT, "stream": True}
+    spec = {"host": bench.HOST, "path": "/v1/chat/completions", "port": port, "identities": identities, "body": body, "timeout": 120}
+    used = cpu_seconds(service)
+    result = bench.loadgen({**spec, "mode": "throughput", "connections": count, "duration": seconds}, seconds + 150)
+    used = cpu_seconds(service) - used
+    if result["errors"]:
+        raise RuntimeError(f"errors against port {port}: {result['errors']} ({result['error_kinds']})")
+    return result["rps"], used * 1000 / max(result["answered_200"], 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="the git revision to compare against (a commit, tag or branch)")
@@ -75,6 +92,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--streams", type=int, default=0, help="measure bursts of this many streams instead")
+    parser.add_argument("--held", type=int, default=0, help="measure this many streams kept going instead")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="aura-ab-"))
@@ -83,7 +101,7 @@ def main() -> int:
     procs = bench.Processes(tmp)
     try:
         bench.say("starting the upstream")
-        streams = args.streams > 0
+        streams = args.streams > 0 or args.held > 0
         upstream = bench.start_upstream(procs, "upstream", bench.SLOW_CHUNK_DELAY_MS if streams else 0)
         env = bench.aura_env()
         bench.ensure_database(env)
@@ -98,6 +116,8 @@ def main() -> int:
             services[name] = bench.start_aura(procs, env, ports[name], name=f"aura-{name}", cwd=cwd)
             bench.wait_ready(services[name], ports[name], "/v1/models", identities[0], 60)
         direct = [{"Authorization": f"Bearer {bench.UPSTREAM_KEY}"}]
+        if args.held:
+            return compare_held(args, upstream, direct, ports, identities, services)
         if streams:
             return compare_bursts(args, upstream, direct, ports, identities)
         results = {name: {"added": [], "rps": [], "cpu": []} for name in ports}
@@ -149,6 +169,32 @@ def compare_bursts(args, upstream: int, direct: list[dict], ports: dict, identit
     before, now = statistics.median(shares["before"]), statistics.median(shares["now"])
     print(f"AURA now against AURA at {args.before}: medians of {args.rounds} interleaved rounds")
     print(f"  {args.streams} concurrent streams, completed/s as % of direct's: before {before:.0f}%, now {now:.0f}% ({now / before:.2f}x)")
+    return 0
+
+
+def compare_held(args, upstream: int, direct: list[dict], ports: dict, identities: list[dict], services: dict) -> int:
+    for name in ports:  # every tenant and connection pool warm on each version
+        held(ports[name], identities, args.held, 2)
+    shares, cpu = {name: [] for name in ports}, {name: [] for name in ports}
+    rng = random.Random(20261129)
+    for round_ in range(1, args.rounds + 1):
+        bench.wait_quiet(60)
+        base, _ = held(upstream, direct, args.held, args.seconds)
+        order = list(ports)
+        rng.shuffle(order)
+        for name in order:
+            rate, ms = held(ports[name], identities, args.held, args.seconds, services[name])
+            shares[name].append(100 * rate / base)
+            cpu[name].append(ms)
+        bench.say(
+            f"round {round_}: direct {base:,.0f}/s, " + ", ".join(f"{n} {shares[n][-1]:.0f}% {cpu[n][-1]:.2f} ms CPU/stream" for n in ports)
+        )
+    before, now = statistics.median(shares["before"]), statistics.median(shares["now"])
+    cpu_before, cpu_now = statistics.median(cpu["before"]), statistics.median(cpu["now"])
+    print(f"AURA now against AURA at {args.before}: medians of {args.rounds} interleaved rounds")
+    kept = f"{args.held} streams kept going {args.seconds:g} s"
+    print(f"  {kept}, completed/s as % of direct's: before {before:.0f}%, now {now:.0f}% ({now / before:.2f}x)")
+    print(f"  CPU per stream: before {cpu_before:.2f} ms, now {cpu_now:.2f} ms ({cpu_now / cpu_before:.2f}x)")
     return 0
 
 
