@@ -28,12 +28,12 @@ EXPORT_DAYS = 7
 AGGREGATE_MONTHS = 12
 
 
-def _claim(queryset, limit: int = BATCH) -> list:
-    """Lock up to ``limit`` rows no other run holds, and return their ids."""
+def _claim(queryset, limit: int | None = None) -> list:
+    """Lock up to ``limit`` rows (a batch) no other run holds, and return their ids."""
     locked = queryset.order_by("pk")
     if connection.features.has_select_for_update_skip_locked:
         locked = locked.select_for_update(skip_locked=True)
-    return list(locked.values_list("pk", flat=True)[:limit])
+    return list(locked.values_list("pk", flat=True)[: limit or BATCH])
 
 
 def _delete_batch(queryset) -> int:

@@ -1,5 +1,7 @@
 from celery import shared_task
 
+from aura.celery import next_batch
+
 from .models import DataExport
 
 
@@ -19,4 +21,4 @@ def run_retention_job_task(job: str) -> None:
 
     _audit, more = run(job)
     if more:
-        run_retention_job_task.delay(job)
+        next_batch(run_retention_job_task, job)

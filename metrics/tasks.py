@@ -4,6 +4,8 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from aura.celery import next_batch
+
 from . import services, spool
 from .models import Alert
 
@@ -12,7 +14,7 @@ from .models import Alert
 def rollup_recent_task() -> None:
     """Re-roll the last hours (and their days); re-queues itself while catching up after an outage."""
     if services.rollups_refresh(now=timezone.now()):
-        rollup_recent_task.delay()
+        next_batch(rollup_recent_task)
 
 
 @shared_task(name="metrics.drain_usage_spool_task", acks_late=True, soft_time_limit=50, time_limit=60)
@@ -26,7 +28,7 @@ def check_alerts_task(after_user_id: int = 0) -> None:
     """Check one batch of recently active accounts; re-queues itself for the next batch."""
     last, more = services.alerts_check_active(now=timezone.now(), after_user_id=after_user_id)
     if more:
-        check_alerts_task.delay(last)
+        next_batch(check_alerts_task, last)
 
 
 @shared_task(name="metrics.check_user_alerts_task", acks_late=True, soft_time_limit=60, time_limit=90)

@@ -165,3 +165,35 @@ def test_two_runs_at_once_remove_each_row_once(transactional_db, alice, monkeypa
     for t in threads:
         t.join()
     assert sum(totals) == 400 and not UsageRecord.objects.exists()
+
+
+def test_without_a_broker_a_long_backlog_runs_batch_after_batch_not_nested(alice, monkeypatch):
+    """Eagerly (the embedded defaults) each re-queued batch used to run inside the one before it."""
+    import sys
+
+    from accounts import retention
+    from accounts.tasks import run_retention_job_task
+    from aura.celery import app
+
+    monkeypatch.setattr(app.conf, "task_always_eager", True)
+    monkeypatch.setattr(retention, "BATCH", 1)
+    UsageRecord.objects.bulk_create(
+        [
+            UsageRecord(request_id=f"old_{i}", user=alice, model_requested="m", status=200, created=NOW - timedelta(days=20))
+            for i in range(300)
+        ]
+    )
+    depths, real_run = [], retention.run
+
+    def measured(*args, **kwargs):
+        frame, depth = sys._getframe(), 0
+        while frame:
+            frame, depth = frame.f_back, depth + 1
+        depths.append(depth)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(retention, "run", measured)
+    run_retention_job_task.delay("purge-logs")
+    assert not UsageRecord.objects.exists()
+    assert len(depths) == 301  # the last batch comes back short
+    assert max(depths) - min(depths) < 30, (min(depths), max(depths))  # the second a few frames deeper, then no deeper
