@@ -109,6 +109,7 @@ def _beat_embedded(options, out):
             raise CommandError(f"failed: {', '.join(failed)}")
         return
     out.write(f"running {len(entries)} scheduled jobs in this process (no broker): {', '.join(entries)}")
+    out.flush()  # now, also when the output is a file: the process ends on a signal, unflushed
     try:
         schedule.run(entries, schedule.run_task)
     except KeyboardInterrupt:

@@ -1,5 +1,6 @@
 """The gateway's ``python manage.py aura <command>`` entries (see accounts/management/commands/aura.py)."""
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from accounts.models import User
@@ -79,12 +80,13 @@ def _demo_setup(options, out):
     for old in user.api_keys.filter(name=DEMO_KEY_NAME, revoked__isnull=True):
         services.api_key_revoke(key=old)
     _key, secret = services.api_key_issue(user=user, name=DEMO_KEY_NAME)
-    out.write("AURA demo is ready: http://127.0.0.1:8000/")
+    site = settings.SITE_URL
+    out.write(f"AURA demo is ready: {site}/")
     out.write(f"  cabinet login: {DEMO_EMAIL} / {DEMO_PASSWORD}")
     out.write(f"  AURA key:      {secret}")
     out.write("  try it:")
     out.write(
-        f"    curl http://127.0.0.1:8000/v1/chat/completions -H 'Authorization: Bearer {secret}' "
+        f"    curl {site}/v1/chat/completions -H 'Authorization: Bearer {secret}' "
         '-H \'Content-Type: application/json\' -d \'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}\''
     )
 

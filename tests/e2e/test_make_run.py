@@ -1,0 +1,104 @@
+"""`make run`'s script (bin/run) as a new user meets it: set up, the demo key works through the
+official OpenAI SDK against the mock provider, beat's jobs run, and Ctrl-C stops everything cleanly."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from openai import OpenAI
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def group_gone(group: int, seconds: float = 15) -> bool:
+    """Whether every process of ``group`` has ended (the script's trap signals them as it exits)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def demo(tmp_path):
+    """bin/run in a session of its own, as from a terminal, with only what a fresh shell has."""
+    port, mock_port, log = free_port(), free_port(), tmp_path / "run.log"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "AURA_PORT": str(port),
+        "AURA_MOCK_PORT": str(mock_port),
+        "AURA_DATA_DIR": str(tmp_path / "var"),
+        "AURA_ENV_FILE": str(tmp_path / ".env"),
+    }
+    with log.open("w") as sink:
+        script = subprocess.Popen(
+            [str(ROOT / "bin" / "run")],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's, not pytest's
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not (listening(port) and "AURA key:" in log.read_text()) and time.monotonic() < deadline:
+            assert script.poll() is None, log.read_text()
+            time.sleep(0.3)
+        yield script, port, mock_port, log
+    finally:
+        if script.poll() is None:
+            os.killpg(script.pid, signal.SIGTERM)
+            script.wait(timeout=60)
+
+
+def test_the_demo_answers_through_the_openai_sdk_and_stops_cleanly_on_ctrl_c(demo, tmp_path):
+    script, port, mock_port, log = demo
+    printed = log.read_text()
+    assert f"AURA demo is ready: http://127.0.0.1:{port}/" in printed
+    assert (tmp_path / ".env").read_text().startswith("# Written by `make run`")
+    key = re.search(r"AURA key:\s+(\S+)", printed).group(1)
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
+
+    for model, provider in (("gpt-4o-mini", "openai"), ("claude-sonnet-4-5", "anthropic"), ("gemini-2.5-flash", "gemini")):
+        raw = client.chat.completions.with_raw_response.create(model=model, messages=[{"role": "user", "content": "Hello"}])
+        answer = raw.parse()
+        assert answer.choices[0].message.content and answer.usage.prompt_tokens > 0
+        assert raw.headers["x-aura-provider"] == provider and float(raw.headers["x-aura-cost-usd"]) > 0
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "Stream"}], stream=True, stream_options={"include_usage": True}
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) and chunks[-1].usage.completion_tokens > 0
+    deadline = time.monotonic() + 60  # beat starts beside the web server, in a Python of its own
+    while "retention expire-exports removed" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert "running 8 scheduled jobs in this process (no broker)" in log.read_text()
+
+    os.killpg(script.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
+    assert script.wait(timeout=60) == 0
+    output = log.read_text()
+    assert "Traceback" not in output and "Shutting down: Master" in output
+    assert not listening(port) and not listening(mock_port)  # gunicorn (a session of its own) and the mock provider
+    assert group_gone(script.pid)  # nothing is left of the script's group: the mock provider and beat are gone too
