@@ -100,5 +100,5 @@ def test_the_demo_answers_through_the_openai_sdk_and_stops_cleanly_on_ctrl_c(dem
     assert script.wait(timeout=60) == 0
     output = log.read_text()
     assert "Traceback" not in output and "Shutting down: Master" in output
-    assert not listening(port) and not listening(mock_port)  # gunicorn (a session of its own) and the mock provider
     assert group_gone(script.pid)  # nothing is left of the script's group: the mock provider and beat are gone too
+    assert not listening(port) and not listening(mock_port)  # gunicorn (a session of its own) and the mock provider

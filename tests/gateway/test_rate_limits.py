@@ -35,8 +35,8 @@ def small_plan(monkeypatch, **limits_):
     return plan
 
 
-def post(url, key, body=HELLO, **kwargs):
-    return requests.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=20, **kwargs)
+def post(url, key, body=HELLO, session=requests, **kwargs):
+    return session.post(url + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=20, **kwargs)
 
 
 def configure(secret, **values):
@@ -61,20 +61,27 @@ def test_a_key_can_have_a_lower_request_limit_than_the_plan(counters, live_serve
 
 
 def test_tokens_per_minute_are_charged_from_the_usage_and_enforced(counters, live_server, alice_key, upstream, monkeypatch):
+    """On one keep-alive connection, as the SDKs call: each answer's headers count every call before it.
+
+    (A call settles after its answer has left, so on a new connection to another thread or worker the
+    next call can be admitted a moment before the previous one's tokens are charged.)"""
     small_plan(monkeypatch, tokens_per_minute=10_000)
     configure(alice_key, tpm_limit=30)
-    first = post(live_server.url, alice_key)
+    client = requests.Session()
+    first = post(live_server.url, alice_key, session=client)
     assert first.status_code == 200
     assert first.headers["x-ratelimit-limit-tokens"] == "30"
     assert first.headers["x-ratelimit-remaining-tokens"] == "30"  # nothing charged before this call ended
     spent = first.json()["usage"]["total_tokens"]
     long = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "tell me a long story " * 5}]}
     while spent < 30:
-        answer = post(live_server.url, alice_key, long)
+        answer = post(live_server.url, alice_key, long, session=client)
         assert answer.status_code == 200
         assert int(answer.headers["x-ratelimit-remaining-tokens"]) == 30 - spent
         spent += answer.json()["usage"]["total_tokens"]
-    refused = post(live_server.url, alice_key)
+    opened = sum(pool.num_connections for pool in client.get_adapter(live_server.url).poolmanager.pools._container.values())
+    assert opened == 1  # every call above went over the one connection
+    refused = post(live_server.url, alice_key, session=client)
     assert refused.status_code == 429
     error = refused.json()["error"]
     assert error["type"] == "tokens" and error["code"] == "rate_limit_exceeded"
