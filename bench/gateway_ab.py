@@ -63,11 +63,15 @@ def measure(port: int, identities: list[dict], calls: int, seconds: float, servi
     return sequential["latency_ms"]["p50"], busy["rps"], used * 1000 / max(busy["answered_200"], 1)
 
 
+def streamed(port: int, identities: list[dict]) -> dict:
+    """The load generator's spec for streamed calls to ``port``."""
+    body = {**bench.PROMPT, "stream": True}
+    return {"host": bench.HOST, "path": "/v1/chat/completions", "port": port, "identities": identities, "body": body, "timeout": 120}
+
+
 def burst(port: int, identities: list[dict], count: int) -> float:
     """Completed/s of ``count`` concurrent streams, each on its own connection."""
-    body = {**bench.PROMPT, "stream": True}
-    spec = {"host": bench.HOST, "path": "/v1/chat/completions", "port": port, "identities": identities, "body": body, "timeout": 120}
-    result = bench.loadgen({**spec, "mode": "streams", "streams": count}, 240)
+    result = bench.loadgen({**streamed(port, identities), "mode": "streams", "streams": count}, 240)
     if result["errors"]:
         raise RuntimeError(f"errors against port {port}: {result['errors']} ({result['error_kinds']})")
     return result["completed_per_s"]
@@ -75,10 +79,8 @@ def burst(port: int, identities: list[dict], count: int) -> float:
 
 def held(port: int, identities: list[dict], count: int, seconds: float, service=None) -> tuple[float, float]:
     """(completed/s, the service's CPU ms per stream answered) of ``count`` connections streaming for ``seconds``."""
-    body = {**bench.PROMPT, "stream": True}
-    spec = {"host": bench.HOST, "path": "/v1/chat/completions", "port": port, "identities": identities, "body": body, "timeout": 120}
     used = cpu_seconds(service)
-    result = bench.loadgen({**spec, "mode": "throughput", "connections": count, "duration": seconds}, seconds + 150)
+    result = bench.loadgen({**streamed(port, identities), "mode": "throughput", "connections": count, "duration": seconds}, seconds + 150)
     used = cpu_seconds(service) - used
     if result["errors"]:
         raise RuntimeError(f"errors against port {port}: {result['errors']} ({result['error_kinds']})")
