@@ -116,7 +116,37 @@ def _beat_embedded(options, out):
         pass
 
 
+# The queues the Procfile's worker serves (CELERY_TASK_ROUTES sends every task to one of them).
+WORKER_QUEUES = "default,billing,metrics"
+
+
+def _jobs(options, out):
+    """Beat's jobs for one machine (``make run``): in this process without a broker, else a Celery
+    worker with beat embedded, so that what the web process queues (emails, exports) runs too."""
+    import os
+    import sys
+
+    from django.conf import settings
+
+    from aura.celery import app
+
+    if app.conf.task_always_eager:
+        _beat_embedded({"once": False}, out)
+        return
+    settings.DATA_DIR.mkdir(parents=True, exist_ok=True)
+    out.write("a Celery broker is configured: starting a Celery worker with beat embedded (one process)")
+    out.flush()  # before exec replaces this process
+    command = [sys.executable, "-m", "celery", "-A", "aura", "worker", "--beat", "--queues", WORKER_QUEUES]
+    command += ["--concurrency", "1", "--loglevel", "INFO", "--schedule", str(settings.DATA_DIR / "celerybeat-schedule")]
+    os.execv(sys.executable, command)  # noqa: S606 -- our own interpreter, fixed arguments
+
+
 COMMANDS = {
+    "jobs": (
+        "Run Celery beat's jobs for one machine: in this process without a broker, else a worker with beat.",
+        lambda parser: None,
+        _jobs,
+    ),
     "beat-embedded": (
         "Run Celery beat's jobs in this process, for the embedded defaults (no broker).",
         _beat_embedded_args,

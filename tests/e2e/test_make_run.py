@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from openai import OpenAI
 
 from tests.conftest import free_port
@@ -34,18 +35,26 @@ def group_gone(group: int, seconds: float = 15) -> bool:
     return False
 
 
+def fresh_shell(tmp_path, extra: dict) -> dict:
+    """A fresh shell's environment for the demo's commands: its data and .env in ``tmp_path``."""
+    home = os.environ.get("HOME", str(tmp_path))
+    paths = {"AURA_DATA_DIR": str(tmp_path / "var"), "AURA_ENV_FILE": str(tmp_path / ".env")}
+    return {**extra, "PATH": os.environ["PATH"], "HOME": home, **paths}
+
+
 @pytest.fixture
-def demo(tmp_path):
+def demo_env(tmp_path):
+    """What bin/run is given, beyond a fresh shell's PATH and HOME: the embedded defaults."""
+    return {}
+
+
+@pytest.fixture
+def demo(tmp_path, demo_env):
     """bin/run in a session of its own, as from a terminal, with only what a fresh shell has."""
     port, mock_port, log = free_port(), free_port(), tmp_path / "run.log"
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "AURA_PORT": str(port),
-        "AURA_MOCK_PORT": str(mock_port),
-        "AURA_DATA_DIR": str(tmp_path / "var"),
-        "AURA_ENV_FILE": str(tmp_path / ".env"),
-    }
+    if "REDIS_URL" in demo_env:  # a Redis database of the demo's own, empty as on a new machine
+        redis.Redis.from_url(demo_env["REDIS_URL"]).flushdb()
+    env = {**fresh_shell(tmp_path, demo_env), "AURA_PORT": str(port), "AURA_MOCK_PORT": str(mock_port)}
     with log.open("w") as sink:
         script = subprocess.Popen(
             [str(ROOT / "bin" / "run")],
@@ -91,10 +100,42 @@ def test_the_demo_answers_through_the_openai_sdk_and_stops_cleanly_on_ctrl_c(dem
     while "retention expire-exports removed" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.3)
     assert "running 8 scheduled jobs in this process (no broker)" in log.read_text()
+    stop_with_ctrl_c(script, port, mock_port, log)
 
+
+def stop_with_ctrl_c(script, port, mock_port, log):
     os.killpg(script.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole foreground group
     assert script.wait(timeout=60) == 0
     output = log.read_text()
     assert "Traceback" not in output and "Shutting down: Master" in output
     assert group_gone(script.pid)  # nothing is left of the script's group: the mock provider and beat are gone too
     assert not listening(port) and not listening(mock_port)  # gunicorn (a session of its own) and the mock provider
+
+
+BROKER_DB = "redis://127.0.0.1:6379/12"  # of its own: the suite's cache and broker use 15 and 13
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="a broker needs Redis")
+@pytest.mark.parametrize("demo_env", [{"REDIS_URL": BROKER_DB}])
+def test_with_a_broker_in_env_the_demo_runs_a_celery_worker_with_beat(demo, demo_env, tmp_path):
+    """REDIS_URL (from .env or the shell) gives the demo a broker: what the web process queues must
+    then be run by a worker, not left in Redis, and beat's schedule by a real beat."""
+    script, port, mock_port, log = demo
+    key = re.search(r"AURA key:\s+(\S+)", log.read_text()).group(1)
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello"}]).usage.total_tokens
+    deadline = time.monotonic() + 60
+    while not re.search(r"celery@\S+ ready", log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    printed = log.read_text()
+    assert "starting a Celery worker with beat embedded" in printed and "beat: Starting..." in printed
+    assert "no broker" not in printed
+    # A task the web side would queue, sent to the demo's broker from another process: the worker runs it.
+    queue = "from metrics.tasks import drain_usage_spool_task as t; t.delay()"
+    python = str(ROOT / ".venv" / "bin" / "python")
+    subprocess.run([python, "manage.py", "shell", "-c", queue], cwd=ROOT, env=fresh_shell(tmp_path, demo_env), check=True)
+    deadline = time.monotonic() + 60
+    while "succeeded" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert re.search(r"Task metrics\.drain_usage_spool_task\[[0-9a-f-]+\] succeeded", log.read_text())
+    stop_with_ctrl_c(script, port, mock_port, log)
