@@ -15,6 +15,7 @@ rounds with the second. No key is printed.
 import argparse
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,8 @@ def main() -> int:
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
 
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (a timeout's TERM too): everything started is stopped
+        signal.signal(signum, bench._interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="aura-memory-"))
     procs = bench.Processes(tmp)
     try:
@@ -62,6 +65,9 @@ def main() -> int:
         late = totals[-1] - totals[half - 1]
         print(f"second half: {totals[half - 1]:.1f} -> {totals[-1]:.1f} MB ({late:+.1f}, {late * 2**20 / per:.1f} bytes per call)")
         return 0
+    except KeyboardInterrupt:
+        bench.say("interrupted: stopping everything")
+        return 130
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
