@@ -94,7 +94,7 @@ def _beat_embedded(options, out):
     from aura.celery import app
 
     if not app.conf.task_always_eager:
-        raise CommandError("a Celery broker is configured: run `celery -A aura beat` and a worker instead")
+        raise CommandError("a Celery broker is configured: run `aura jobs` (one machine), or `celery -A aura beat` and a worker instead")
     app.loader.import_default_modules()  # the apps' tasks, as a worker registers them
     logging.getLogger("celery.app.trace").setLevel(logging.WARNING)  # a line per run would drown the console
     entries = settings.CELERY_BEAT_SCHEDULE

@@ -75,6 +75,8 @@ def demo(tmp_path, demo_env):
         if script.poll() is None:
             os.killpg(script.pid, signal.SIGTERM)
             script.wait(timeout=60)
+        if "REDIS_URL" in demo_env:  # what the demo's worker and beat left there
+            redis.Redis.from_url(demo_env["REDIS_URL"]).flushdb()
 
 
 def test_the_demo_answers_through_the_openai_sdk_and_stops_cleanly_on_ctrl_c(demo, tmp_path):
