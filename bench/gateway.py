@@ -52,8 +52,10 @@ PostgreSQL, Redis, others) are in the JSON file, and the table shows what the ho
 (``steal`` in /proc/stat: a shared host's slow hour, when it reports one); the JSON also has a
 summary of the warnings and errors in AURA's log. The machine's speed drifts within the hour, so the
 table opens with a gauge of it (the CPU time of a fixed Python loop, at the start and at the end):
-runs at different hours compare only alongside it. No key is printed or stored: keys reach the load
-generator on its standard input.
+runs at different hours compare only alongside it. It moves within seconds too (41 to 80 ms from
+one measurement to the next, minutes apart), so each measurement reads it again just before it
+starts (in the JSON; the streams' rows show it beside the gateway's CPU per stream). No key is
+printed or stored: keys reach the load generator on its standard input.
 """
 
 import argparse
@@ -688,6 +690,7 @@ class Bench:
         """One loadgen run against a target, with the CPU seconds each service group spent meanwhile;
         against AURA also the usage records written and the peak of PostgreSQL connections it held."""
         records = self.db.usage_records() if target.name == "aura" else None
+        gauge = speed_gauge()  # the machine's speed right now: it drifts within seconds, not only within the hour
         mark(f"start {target.name} {spec['mode']} {spec.get('streams') or spec.get('count') or spec.get('calls') or spec.get('duration')}")
         before, stolen = cpu_snapshot(), stolen_seconds()
         with Sampler(self.db.aura_connections) as connections:
@@ -696,6 +699,7 @@ class Bench:
         result["cpu_s"] = cpu_used(before, cpu_snapshot(), self.all_services)
         result["cpu_s"]["stolen"] = round(stolen_seconds() - stolen, 2)
         result["cpu_s"]["loadgen"] = round(result.pop("loadgen_cpu_s"), 2)  # exact, from its own rusage
+        result["gauge_ms"] = gauge
         if records is not None:
             result["usage_records_added"] = self.db.settled_usage_records() - records
             result["pg_connections_peak"] = connections.peak
@@ -841,6 +845,12 @@ def table(report: dict) -> str:
     def stolen(data: dict, name: str) -> str:
         return f"{data['cpu_s']['stolen']:.2f}"
 
+    def per_stream(data: dict, name: str, streams: int) -> str:
+        """The gateway's CPU per stream answered, beside the machine's speed just before: a burst lasts
+        two seconds, in which the machine can run at half the speed of the run's start or end."""
+        gateway = "-" if name == "direct" or not streams else f"{data['cpu_s'][name] / streams * 1000:.2f}"
+        return f"{gateway} / {data.get('gauge_ms', 'n/a')}"
+
     litellm = report["litellm"]
     lines.append(
         f"AURA gateway benchmark: {'quick' if report['quick'] else 'full'} run, {report['timestamp']}, "
@@ -877,10 +887,12 @@ def table(report: dict) -> str:
     row("CPU s: gateway / upstream / loadgen", cells("streams", lambda d, n: cpu(d, n, "upstream-slow")))
     row("CPU s: PostgreSQL / Redis / others", cells("streams", lambda d, n: others(d)))
     row("CPU s stolen by the host", cells("streams", stolen))
+    row("gateway CPU ms per stream / gauge just before", cells("streams", lambda d, n: per_stream(d, n, d["answered_200"])))
     lines.append(f"  the same {sizes['streams']} streams kept going for {sizes['sustained_s']} s (each connection streams again)")
     row("completed/s", cells("sustained", lambda d, n: f"{d['rps']:,.0f}"))
     row("% of direct", [num(derived.get(f"sustained_{n}_pct_of_direct"), 0, "%") for n in names])
     row("errors / CPU s: gateway", cells("sustained", lambda d, n: f"{d['errors']} / {'-' if n == 'direct' else round(d['cpu_s'][n], 1)}"))
+    row("gateway CPU ms per stream / gauge just before", cells("sustained", lambda d, n: per_stream(d, n, d["answered_200"])))
     memory = results.get("memory", {})
     if memory:
         before, after = sum(memory["rss_kb_before"].values()), sum(memory["rss_kb_after"].values())
