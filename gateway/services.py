@@ -223,7 +223,8 @@ def _data_key(user, *, create: bool) -> bytes | None:
 
 
 def check_base_url(base_url: str) -> None:
-    """Refuse URLs AURA should not call: bad schemes, and private addresses unless allowed."""
+    """Refuse URLs AURA should not call: bad schemes, and private addresses or plain http unless allowed
+    (``AURA_UPSTREAM_ALLOW_PRIVATE``: a self-hosted AURA beside its own servers, the demo)."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ProviderKeyError("The base URL must start with http:// or https:// and name a host.")
@@ -237,6 +238,8 @@ def check_base_url(base_url: str) -> None:
         ip = ipaddress.ip_address(address.split("%")[0])
         if not ip.is_global:
             raise ProviderKeyError("The base URL points to a private or local address, which this AURA does not call.")
+    if parts.scheme != "https":  # the privacy policy: keys travel only over TLS
+        raise ProviderKeyError("The base URL must start with https://: AURA sends your key to it only over TLS.")
 
 
 def provider_key_save(

@@ -549,6 +549,8 @@ def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None
             headers["Content-Type"] = "application/json"
     try:
         origin, target = _target(upstream.url)
+        if origin[0] != "https" and not settings.AURA_UPSTREAM_ALLOW_PRIVATE:
+            raise ValueError("plain http")  # keys travel only over TLS (a URL saved before that rule)
         request = _head(upstream.method, target, origin[3], headers, None if body is None else len(body))
     except ValueError:  # not an http(s) URL, or a header no request may carry (the message never quotes it)
         raise Unreachable() from None

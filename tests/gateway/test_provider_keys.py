@@ -54,6 +54,25 @@ def test_private_addresses_are_refused_when_not_allowed(alice_client, upstream, 
     assert not ProviderKey.objects.exists()
 
 
+def test_plain_http_is_refused_when_private_servers_are_not_allowed(alice_client, upstream, settings):
+    # The privacy policy: keys are transmitted only over TLS. (A self-hosted AURA beside its own servers,
+    # and the demo, allow private addresses and plain http with AURA_UPSTREAM_ALLOW_PRIVATE.)
+    settings.AURA_UPSTREAM_ALLOW_PRIVATE = False
+    body = add(alice_client, upstream, base_url="http://93.184.215.14/v1").content.decode()
+    assert "must start with https://" in body
+    assert not ProviderKey.objects.exists()
+
+
+def test_a_key_saved_with_a_plain_http_url_is_not_sent_once_that_is_refused(sdk, upstream, settings):
+    import openai
+
+    settings.AURA_UPSTREAM_ALLOW_PRIVATE = False  # the keys were saved under http://127.0.0.1 while it was allowed
+    with pytest.raises(openai.APIStatusError) as raised:
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.status_code == 502 and raised.value.body["type"] == "upstream_error"
+    assert upstream.requests == []  # nothing, and so no key, went out over plain http
+
+
 def test_replace_overwrites_the_secret(alice_client, upstream):
     add(alice_client, upstream)
     key = ProviderKey.objects.get()
