@@ -55,12 +55,18 @@ class ApiRequest:
 
     def read(self, size: int = -1) -> bytes:
         if self._body is None:
-            try:
-                length = int(self.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
-                length = 0
-            # As Django's request: never past the declared length (a server may hand over the raw socket).
-            self._body = LimitedStream(self.META["wsgi.input"], max(length, 0))
+            stream = self.META["wsgi.input"]
+            if not self.META.get("CONTENT_LENGTH") and self.META.get("wsgi.input_terminated"):
+                # No length (a chunked body, as Go's and Node's clients send when they do not know it):
+                # the server (gunicorn) decodes it and ends the stream where the body ends.
+                self._body = stream
+            else:
+                try:
+                    length = int(self.META.get("CONTENT_LENGTH") or 0)
+                except ValueError:
+                    length = 0
+                # As Django's request: never past the declared length (a server may hand over the raw socket).
+                self._body = LimitedStream(stream, max(length, 0))
         return self._body.read(size)
 
     def is_secure(self) -> bool:

@@ -1,6 +1,7 @@
 """The WSGI application gunicorn serves: /v1 without Django's request cycle (the security middleware's
 headers only), the site behind all of its middleware."""
 
+import json
 import logging
 import os
 import threading
@@ -177,6 +178,19 @@ def test_each_call_hands_its_database_connection_back(transactional_db, alice_ke
     while UsageRecord.objects.count() < before + 5 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert UsageRecord.objects.count() == before + 5
+
+
+def test_a_chunked_request_body_is_read_and_one_over_the_limit_refused(transactional_db, alice_key, upstream):
+    """Clients that do not know a body's length (Go's, Node's streams) send it chunked, without Content-Length."""
+    body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    auth = {"Authorization": f"Bearer {alice_key}", "Content-Type": "application/json"}
+    with web_server("--worker-class", "gevent", "--workers", "1", AURA_MAX_BODY_BYTES="1048576") as url:
+        answer = requests.post(url + "/v1/chat/completions", data=iter([body[:20], body[20:]]), headers=auth, timeout=10)
+        assert answer.request.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in answer.request.headers
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+        pieces = iter([b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"', *[b"x" * 65536] * 17, b'"}]}'])
+        refused = requests.post(url + "/v1/chat/completions", data=pieces, headers=auth, timeout=10)
+        assert refused.status_code == 413 and refused.json()["error"]["code"] == "request_too_large"
 
 
 def test_a_call_that_has_ended_frees_its_slot_for_the_next_on_its_connection(transactional_db, alice_key, upstream):
