@@ -80,7 +80,9 @@ if status == 0 then
   redis.call('INCR', KEYS[9])
   redis.call('ZADD', KEYS[10], ARGV[8], ARGV[9]); redis.call('EXPIRE', KEYS[10], ARGV[10])
 end
-return {status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, flight, touched, peeked}
+local function cur(i) return tonumber(redis.call('GET', KEYS[i]) or 0) end
+return {status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, flight, touched, peeked,
+        cur(1), k_rpm > 0 and cur(3) or 0, cur(5), k_tpm > 0 and cur(7) or 0}
 """
 
 
@@ -120,6 +122,10 @@ class Counts:
     in_flight: int
     touched: bool
     peeked: dict  # the extra keys read in the same round trip, by name (None: absent)
+    # This minute's own counts (rpm, key_rpm, tpm, key_tpm), and how far into the minute the check ran:
+    # how long a full window takes to have room again depends on which minute holds what it counts.
+    current: tuple = (0, 0, 0, 0)
+    into: float = 0.0
 
 
 def _names(user_id: int, key_id: int, minute: int, month: str) -> list[str]:
@@ -234,7 +240,19 @@ def _local_check(names: list[str], args: list) -> list[int]:
             _lput(names[8], quota, now, QUOTA_TTL)
             flight[request_id] = now
         _lput(names[9], flight, now, stale)
-        return [status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, len(flight), int(touched), []]
+        current = [_lget(names[0], now), _lget(names[2], now) if k_rpm else 0, _lget(names[4], now), _lget(names[6], now) if k_tpm else 0]
+        return [
+            status,
+            math.floor(ar * 1000),
+            math.floor(kr * 1000),
+            math.floor(at),
+            math.floor(kt),
+            quota,
+            len(flight),
+            int(touched),
+            [],
+            *current,
+        ]
 
 
 def _local_seed(name: str, value: int, now: float) -> None:
@@ -315,7 +333,8 @@ def check(
         return None
     status, rpm, key_rpm, tpm, key_tpm, month, flight, touched = (int(v) for v in result[:8])
     peeked = dict(zip(peek, (value or None for value in result[8]), strict=True)) if client else {}
-    return Counts(status, rpm / 1000, key_rpm / 1000, tpm, key_tpm, month, flight, bool(touched), peeked)
+    current = tuple(int(v) for v in result[9:13]) if len(result) >= 13 else (0, 0, 0, 0)
+    return Counts(status, rpm / 1000, key_rpm / 1000, tpm, key_tpm, month, flight, bool(touched), peeked, current, into)
 
 
 def finish(user_id: int, key_id: int, request_id: str, tokens: int, key_tpm: bool, also=None) -> bool:
@@ -378,39 +397,50 @@ def _reset(seconds: float) -> str:
     return f"{minutes}m{rest}s" if minutes else f"{rest}s"
 
 
-def _binding(pairs: list[tuple[int, float]]) -> tuple[int, float]:
-    """Of (limit, used) pairs, the one with the least room left (limit 0: not set)."""
-    return min(((limit, used) for limit, used in pairs if limit), key=lambda p: p[0] - p[1])
+def _binding(windows: list[tuple[int, float, int]]) -> tuple[int, float, int]:
+    """Of (limit, used, this minute's own count) windows, the one with the least room left (limit 0: not set)."""
+    return min(((limit, used, cur) for limit, used, cur in windows if limit), key=lambda w: w[0] - w[1])
 
 
-def _refill(limit: int, used: float) -> float:
-    """Seconds until a sliding minute window holding ``used`` has room for one more."""
-    return (used - limit + 1) / limit * 60 if used >= limit else 60 / limit
+def _refill(limit: int, used: float, cur: int, into: float) -> float:
+    """Seconds until a sliding window holding ``used`` (``cur`` of it counted this minute, the rest the
+    previous minute's share, which fades to nothing by this minute's end) has room for one more.
+
+    While this minute's own count leaves room, the previous minute's share only has to fade enough;
+    otherwise nothing leaves before this minute ends, and then this minute's count fades in its turn.
+    """
+    room, left = limit - 1, 60 - into
+    if used <= room:
+        return 60 / limit  # not full: the time one call's share takes to fade
+    if cur <= room:
+        return left * (1 - (room - cur) / (used - cur))
+    return left + 60 * (1 - max(room, 0) / cur)
 
 
 def headers(limits: Limits, counts: Counts) -> dict:
-    r_limit, r_used = _binding([(limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm)])
-    t_limit, t_used = _binding([(limits.tpm, counts.tpm), (limits.key_tpm, counts.key_tpm)])
+    ar, kr, at, kt = counts.current
+    r_limit, r_used, r_cur = _binding([(limits.rpm, counts.rpm, ar), (limits.key_rpm, counts.key_rpm, kr)])
+    t_limit, t_used, t_cur = _binding([(limits.tpm, counts.tpm, at), (limits.key_tpm, counts.key_tpm, kt)])
     return {
         "x-ratelimit-limit-requests": str(r_limit),
         "x-ratelimit-remaining-requests": str(max(r_limit - math.ceil(r_used), 0)),
-        "x-ratelimit-reset-requests": _reset(_refill(r_limit, r_used)),
+        "x-ratelimit-reset-requests": _reset(_refill(r_limit, r_used, r_cur, counts.into)),
         "x-ratelimit-limit-tokens": str(t_limit),
         "x-ratelimit-remaining-tokens": str(max(t_limit - t_used, 0)),
-        "x-ratelimit-reset-tokens": _reset(max(t_used - t_limit, 0) / t_limit * 60 if t_used >= t_limit else 0.001),
+        "x-ratelimit-reset-tokens": _reset(_refill(t_limit, t_used, t_cur, counts.into) if t_used >= t_limit else 0.001),
     }
 
 
-def _window_full(kind: str, name: str, plan: tuple[int, float], key: tuple[int, float], found: dict) -> ApiError:
+def _window_full(kind: str, name: str, plan: tuple[int, float, int], key: tuple[int, float, int], into: float, found: dict) -> ApiError:
     """The 429 for a full minute window, naming whose limit binds (the plan's or the key's own)."""
-    limit, used = _binding([plan, key])
+    limit, used, cur = _binding([plan, key])
     whose = "this API key's" if limit == key[0] and limit != plan[0] else "your plan's"
     return ApiError(
         429,
         f"Rate limit reached on {name}: {whose} limit is {limit:,}, used {math.ceil(used):,}. Slow down, or raise the limit.",
         kind,
         "rate_limit_exceeded",
-        headers={**found, "Retry-After": str(max(math.ceil(_refill(limit, used)), 1))},
+        headers={**found, "Retry-After": str(max(math.ceil(_refill(limit, used, cur, into)), 1))},
     )
 
 
@@ -446,10 +476,13 @@ def enforce(
     if counts.touched:
         touch(caller.key_id)
     found = headers(limits, counts)
+    ar, kr, at, kt = counts.current
     if counts.status == RPM:
-        raise _window_full("requests", "requests per minute (RPM)", (limits.rpm, counts.rpm), (limits.key_rpm, counts.key_rpm), found)
+        plan_window, key_window = (limits.rpm, counts.rpm, ar), (limits.key_rpm, counts.key_rpm, kr)
+        raise _window_full("requests", "requests per minute (RPM)", plan_window, key_window, counts.into, found)
     if counts.status == TPM:
-        raise _window_full("tokens", "tokens per minute (TPM)", (limits.tpm, counts.tpm), (limits.key_tpm, counts.key_tpm), found)
+        plan_window, key_window = (limits.tpm, counts.tpm, at), (limits.key_tpm, counts.key_tpm, kt)
+        raise _window_full("tokens", "tokens per minute (TPM)", plan_window, key_window, counts.into, found)
     if counts.status == QUOTA:
         start = month_start()
         days_left = (start.replace(month=start.month % 12 + 1, year=start.year + start.month // 12) - timezone.now()).days + 1

@@ -205,3 +205,33 @@ def test_per_key_limits_are_set_in_the_cabinet(client, alice, alice_key):
     key.refresh_from_db()
     assert (key.rpm_limit, key.tpm_limit) == (10, 5000)
     assert services.api_key_authenticate(alice_key).rpm_limit == 10
+
+
+def test_retry_after_is_when_a_full_window_has_room_again(counters, alice, monkeypatch):
+    """A sliding window drains only as the previous minute's share fades: calls counted this minute stay
+    until it ends, and then fade over the next. Retry-After says when the next call is admitted: not a
+    second before, and not later."""
+    plan = small_plan(monkeypatch, requests_per_minute=2)
+    caller = services.Caller(key_id=1, user_id=alice.pk)
+    minute = (int(time.time()) // 60 + 2) * 60  # a minute with nothing counted in it or the one before
+
+    def call(at: float):
+        try:
+            limits.enforce(caller, plan, f"req_{at}", now=at, touch=lambda key_id: None)
+            limits.finish(alice.pk, caller.key_id, f"req_{at}", 0, False)
+            return 200, None
+        except limits.ApiError as error:
+            return error.status, int(error.headers["Retry-After"])
+
+    assert call(minute + 10) == (200, None)
+    assert call(minute + 11) == (200, None)
+    status, retry_after = call(minute + 12)
+    # Both calls stay counted until this minute ends (48 s), then 2 fade to 1 by 30 s into the next.
+    assert status == 429 and retry_after == 48 + 30
+    assert call(minute + 12 + retry_after - 1)[0] == 429
+    assert call(minute + 12 + retry_after) == (200, None)  # 30 s into the next minute: the two weigh 1
+    # Now the previous minute's share (1, fading) and this call: the next has room once that share is gone.
+    status, retry_after = call(minute + 90)
+    assert status == 429 and retry_after == 30
+    assert call(minute + 90 + retry_after - 1)[0] == 429
+    assert call(minute + 90 + retry_after) == (200, None)
