@@ -204,6 +204,7 @@ def stream_chunks(lines, call: Call, state: StreamState):
     base = None
     call_ids = None
     tool_counts: dict[int, int] = {}
+    introduced = {0}  # the choices whose role has been sent (the first chunk sends choice 0's)
     for _event, payload in iter_sse(lines):
         data = json.loads(payload)
         if "error" in data:
@@ -227,6 +228,9 @@ def stream_chunks(lines, call: Call, state: StreamState):
                 delta["tool_calls"] = [{"index": first + i, **tc} for i, tc in enumerate(tool_calls)]
                 tool_counts[index] = first + len(tool_calls)
             finish = _finish(candidate, tool_counts.get(index))
+            if index not in introduced:  # as OpenAI streams n > 1: each choice's first delta names its role
+                introduced.add(index)
+                delta = {"role": "assistant", **delta}
             if delta or finish:
                 yield {**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish}]}
     state.finished = True

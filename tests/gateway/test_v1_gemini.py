@@ -72,6 +72,15 @@ def test_streaming_is_translated(sdk, upstream):
     assert chunks[-1].usage.completion_tokens == UsageRecord.objects.get().completion_tokens == 3
 
 
+def test_each_streamed_choice_names_its_role(sdk):
+    """With n > 1 (Gemini's candidateCount) every choice's first delta carries the role, as OpenAI's do:
+    the SDK's stream helper builds each message from them."""
+    with sdk.chat.completions.stream(model="gemini-2.5-flash", messages=[{"role": "user", "content": "ECHO:hallo"}], n=2) as stream:
+        final = stream.get_final_completion()
+    assert [choice.message.role for choice in final.choices] == ["assistant", "assistant"]
+    assert [choice.message.content for choice in final.choices] == ["hallo", "hallo"]
+
+
 def test_streamed_tool_calls(sdk):
     chunks = list(
         sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS, stream=True)
