@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+from decimal import Decimal
 from importlib import import_module
 
 from django.apps import apps
@@ -24,8 +25,13 @@ Questions: {privacy_email}
 """
 
 
+def _plain(value):
+    """Money as people read it (0.00000000, not str()'s 0E-8); anything else as str() gives it."""
+    return format(value, "f") if isinstance(value, Decimal) else value
+
+
 def as_json(data) -> str:
-    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    return json.dumps(data, indent=2, ensure_ascii=False, default=lambda value: str(_plain(value)))
 
 
 def as_csv(rows: list[dict], columns: list[str]) -> str:
@@ -33,7 +39,7 @@ def as_csv(rows: list[dict], columns: list[str]) -> str:
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: row.get(k) for k in columns})
+        writer.writerow({k: _plain(row.get(k)) for k in columns})
     return out.getvalue()
 
 

@@ -2,6 +2,7 @@
 
 import csv
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -163,6 +164,8 @@ def _cell(value):
         return "'" + value
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, Decimal):
+        return format(value, "f")  # 0.00000000, not str()'s 0E-8
     return value
 
 
@@ -173,7 +176,7 @@ def _csv_rows(records):
     for row in records.values_list(*fields).iterator(chunk_size=2000):
         values = dict(zip(fields, row, strict=True))
         savings = values["baseline_cost_usd"] - values["cost_usd"]
-        yield writer.writerow([_cell(value) for value in row] + [savings])
+        yield writer.writerow([_cell(value) for value in row] + [_cell(savings)])
 
 
 @login_required

@@ -2,6 +2,7 @@
 
 import csv
 import io
+from decimal import Decimal
 
 from .conftest import record
 
@@ -40,3 +41,16 @@ def test_bad_filters_are_a_400_not_a_file(alice_client, alice):
 
 def test_the_export_needs_a_login(client):
     assert client.get("/usage/export.csv").status_code == 302
+
+
+def test_money_is_written_as_people_read_it(alice_client, alice):
+    record(alice, cost_usd=Decimal("0"), baseline_cost_usd=Decimal("0"))  # a response-cache hit costs nothing
+    exported = rows(alice_client.get("/usage/export.csv"))[0]
+    assert exported["cost_usd"] == exported["savings_usd"] == "0.00000000"  # not 0E-8
+
+
+def test_the_data_exports_files_write_money_the_same_way():
+    from accounts.exports import as_csv, as_json
+
+    assert as_csv([{"cost_usd": Decimal("0E-8")}], ["cost_usd"]).splitlines() == ["cost_usd", "0.00000000"]
+    assert as_json({"cost_usd": Decimal("0E-8")}) == '{\n  "cost_usd": "0.00000000"\n}'
