@@ -221,7 +221,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     call_command("collectstatic", "--noinput", verbosity=0)
     user = User.objects.create_user("bench-dashboard@bench.aura.local", "bench-password-0123", display_name="Bench", email_verified=True)
-    keys = [gateway_services.api_key_issue(user=user, name=f"key {n}")[0] for n in range(5)]
+    keys = [gateway_services.api_key_issue(user=user, name=f"key {n}")[0] for n in range(3)]  # the Free plan's 3
     now = timezone.now()
 
     seconds = seed(user, keys, records=options.records, days=options.days, now=now)

@@ -53,8 +53,13 @@ def api_keys(request):
         if not cache.add(f"gw:key-form:{request.user.pk}:{form.cleaned_data['once']}", 1, 24 * 3600):
             messages.info(request, _("That key was already issued and shown once. Issue a new one if you did not copy it."))
             return redirect("api_keys")
-        _key, new_secret = services.api_key_issue(user=request.user, name=form.cleaned_data["name"])
-        form = ApiKeyForm(initial={"once": uuid.uuid4()})
+        try:
+            _key, new_secret = services.api_key_issue(user=request.user, name=form.cleaned_data["name"])
+        except services.KeyLimitReached as error:
+            cache.delete(f"gw:key-form:{request.user.pk}:{form.cleaned_data['once']}")  # nothing was issued
+            form.add_error(None, str(error))
+        else:
+            form = ApiKeyForm(initial={"once": uuid.uuid4()})
     keys = request.user.api_keys.all()
     response = render(request, "gateway/api_keys.html", {"form": form, "keys": keys, "new_secret": new_secret})
     # The secret is on this page once: keep it out of every cache and of the browser's history.

@@ -25,7 +25,10 @@ def _key_issue_args(parser):
 
 
 def _key_issue(options, out):
-    _key, secret = services.api_key_issue(user=_user(options["email"]), name=options["name"][:80])
+    try:
+        _key, secret = services.api_key_issue(user=_user(options["email"]), name=options["name"][:80])
+    except services.KeyLimitReached as error:
+        raise CommandError(str(error)) from None
     out.write(secret)
 
 

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
 from aura import cache
-from billing.selectors import plan_cache_key
+from billing.selectors import current_plan, plan_cache_key
 
 from . import vault
 from .models import ApiKey, DataKey, ProviderKey
@@ -62,10 +63,27 @@ class Caller:
 _CALLER_FIELDS = ("id", "user_id", *ApiKey.SETTINGS, "user__restricted_at", "user__objected_at")
 
 
+class KeyLimitReached(ValueError):
+    """The plan's number of active AURA keys is reached; the message says so and what to do."""
+
+
 def api_key_issue(*, user, name: str) -> tuple[ApiKey, str]:
-    """Create a key; the returned secret is shown once and never stored."""
+    """Create a key; the returned secret is shown once and never stored.
+
+    At most the plan's number of active keys: a revoked key does not count, and after a downgrade
+    the keys already issued keep working, but no new one is issued until some are revoked.
+    """
+    allowed = current_plan(user.pk)
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    key = ApiKey.objects.create(user=user, name=name, prefix=secret[:12], digest=_digest(secret))
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=user.pk).first()  # one issue at a time per account
+        active = ApiKey.objects.filter(user=user, revoked__isnull=True).count()
+        if active >= allowed.api_keys:
+            raise KeyLimitReached(
+                f"The {allowed.name} plan allows {allowed.api_keys} active AURA keys and you have {active}. "
+                "Revoke one you no longer use, or upgrade on the billing page."
+            )
+        key = ApiKey.objects.create(user=user, name=name, prefix=secret[:12], digest=_digest(secret))
     return key, secret
 
 

@@ -2,10 +2,13 @@ import hashlib
 import json
 import re
 import threading
+import uuid
 from io import StringIO
 
+import pytest
 import requests
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from gateway import services
 from gateway.models import ApiKey
@@ -35,6 +38,24 @@ def test_an_empty_name_is_a_form_error(alice_client):
     response = alice_client.post("/keys/", {"name": "", "once": "8d2c33a6-6f1e-4f43-9d1c-0d2f9a1b7e55"})
     assert "This field is required." in response.content.decode()
     assert not ApiKey.objects.exists()
+
+
+def test_the_plans_number_of_active_keys_is_enforced(alice_client, alice):
+    """Free: 3 active keys. The 4th is a form error that keeps the name typed, and issues nothing;
+    a revoked key frees its place; the CLI refuses the same way."""
+    for name in ("one", "two", "three"):
+        alice_client.post("/keys/", {"name": name, "once": str(uuid.uuid4())})
+    response = alice_client.post("/keys/", {"name": "four", "once": str(uuid.uuid4())})
+    body = response.content.decode()
+    assert "The Free plan allows 3 active AURA keys and you have 3." in body and 'value="four"' in body
+    assert not re.search(r'value="(aura_[^"]+)"', body)  # no key shown: none was issued
+    assert ApiKey.objects.count() == 3
+    with pytest.raises(CommandError, match="allows 3 active AURA keys"):
+        call_command("aura", "key-issue", "--email", "alice@example.org", stdout=StringIO())
+    alice_client.post(f"/keys/{ApiKey.objects.get(name='one').pk}/revoke/")
+    response = alice_client.post("/keys/", {"name": "four", "once": str(uuid.uuid4())})
+    assert re.search(r'value="(aura_[^"]+)"', response.content.decode())
+    assert sorted(ApiKey.objects.filter(revoked__isnull=True).values_list("name", flat=True)) == ["four", "three", "two"]
 
 
 def test_both_header_styles_authenticate(live_server, alice_key, upstream):
