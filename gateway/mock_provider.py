@@ -386,6 +386,8 @@ class _OpenAI(_API):
             raise ProviderError(400, "'input' is a required property", code="invalid_value")
         self.mock.check_markers(" ".join(item for item in inputs if isinstance(item, str)))
         dimensions = _int(body.get("dimensions")) or EMBEDDING_DIMENSIONS
+        if not 1 <= dimensions <= 3072:  # text-embedding-3-large's most, as OpenAI answers beyond a model's
+            raise ProviderError(400, "This model does not support specifying dimensions outside 1 to 3072.", code="invalid_value")
         data = []
         for index, item in enumerate(inputs):
             vector: Any = embedding(item, dimensions)

@@ -458,6 +458,10 @@ def _tokens(value) -> bool:
     return isinstance(value, list) and bool(value) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
 
 
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's limit on one request's inputs
+MAX_EMBEDDING_DIMENSIONS = 16_384  # above every catalogued model's (3,072 today): the provider checks its own
+
+
 def validate_embeddings(body: dict) -> None:
     _model_name(body)
     value = body.get("input")
@@ -466,6 +470,15 @@ def validate_embeddings(body: dict) -> None:
     )
     if not ok:
         raise errors.invalid_request("'input' must be a string, an array of strings, or an array of token arrays.", "input")
+    if value == "" or (isinstance(value, list) and "" in value):
+        raise errors.invalid_request("'input' must not be an empty string.", "input")
+    if isinstance(value, list) and len(value) > MAX_EMBEDDING_INPUTS and not _tokens(value):
+        raise errors.invalid_request(f"'input' may hold at most {MAX_EMBEDDING_INPUTS:,} inputs.", "input")
+    _number(body, "dimensions", 1, MAX_EMBEDDING_DIMENSIONS, integer=True)
+    if body.get("encoding_format") not in (None, "float", "base64"):
+        raise errors.invalid_request("'encoding_format' must be 'float' or 'base64'.", "encoding_format")
+    if body.get("user") is not None and not isinstance(body["user"], str):
+        raise errors.invalid_request("'user' must be a string.", "user")
 
 
 # route -----------------------------------------------------------------------------

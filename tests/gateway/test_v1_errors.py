@@ -103,6 +103,34 @@ def test_a_model_without_a_provider_key_says_which_to_add(post):
     assert error["code"] == "provider_key_missing" and "No Mistral key" in error["message"]
 
 
+EMBED = {"model": "text-embedding-3-small", "input": "hello"}
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**EMBED, "input": ""}, "input"),
+        ({**EMBED, "input": ["a", ""]}, "input"),
+        ({**EMBED, "input": ["x"] * 2049}, "input"),
+        ({**EMBED, "dimensions": -1}, "dimensions"),
+        ({**EMBED, "dimensions": 1_000_000_000}, "dimensions"),
+        ({**EMBED, "dimensions": "8"}, "dimensions"),
+        ({**EMBED, "encoding_format": "hex"}, "encoding_format"),
+        ({**EMBED, "user": 5}, "user"),
+    ],
+)
+def test_invalid_embeddings_fields_are_400_naming_the_param(post, upstream, body, param):
+    response = post(body, path="/v1/embeddings")
+    assert response.status_code == 400 and shape(response)["param"] == param
+    assert upstream.requests == []  # refused before anything went upstream
+
+
+def test_dimensions_beyond_the_models_are_the_providers_400(post, upstream):
+    response = post({**EMBED, "dimensions": 4096}, path="/v1/embeddings")
+    # (AURA never echoes a provider's message; it names the provider's error code.)
+    assert response.status_code == 400 and "invalid_value" in shape(response)["message"]
+
+
 def test_a_chat_model_cannot_embed(post):
     response = post({"model": "gpt-4o-mini", "input": "x"}, path="/v1/embeddings")
     assert response.status_code == 400 and shape(response)["code"] == "model_not_supported"
