@@ -496,7 +496,7 @@ class Route:
         return self.key.base_url or self.provider.base_url
 
 
-def _lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | None:
+def lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | None:
     models = catalog.load().models
     if name in models:
         return models[name]
@@ -512,7 +512,7 @@ def _lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | No
     return None
 
 
-def _key_for(vault: services.SealedVault | None, model: catalog.Model, name: str) -> services.SealedKey | None:
+def key_for(vault: services.SealedVault | None, model: catalog.Model, name: str) -> services.SealedKey | None:
     if vault is None:
         return None
     if model.provider == "custom":
@@ -524,7 +524,7 @@ def _key_for(vault: services.SealedVault | None, model: catalog.Model, name: str
 
 def resolve(caller: services.Caller, vault, name: str, capability: str) -> tuple[catalog.Model, services.SealedKey]:
     """A model name to the catalog model and the provider key that will serve it."""
-    model = _lookup(name, vault)
+    model = lookup(name, vault)
     if model is None:
         raise errors.model_not_found(name)
     provider = PROVIDERS[model.provider]
@@ -532,7 +532,7 @@ def resolve(caller: services.Caller, vault, name: str, capability: str) -> tuple
         raise errors.invalid_request(f"The model '{model.id}' does not create embeddings.", "model", "model_not_supported")
     if capability == "chat" and model.listed and not model.supports("chat"):
         raise errors.invalid_request(f"The model '{model.id}' is not a chat model; use /v1/embeddings.", "model", "model_not_supported")
-    key = _key_for(vault, model, name)
+    key = key_for(vault, model, name)
     if key is None:
         raise errors.invalid_request(
             f"No {provider.name} key is stored for this account. Add one under Provider keys in the AURA cabinet to use '{model.id}'.",
@@ -561,7 +561,7 @@ def plan(ctx: Context, body: dict) -> list[Route]:
     ctx.conversation = routing.conversation_id(caller.user_id, body)
     choices = routing.plan(caller, vault, name, rough, ctx.conversation, lambda n: resolve(caller, vault, n, "chat"))
     if name in routing.AUTO_NAMES:
-        ctx.baseline_model = _lookup(caller.reference_model, vault) or choices[0].model
+        ctx.baseline_model = lookup(caller.reference_model, vault) or choices[0].model
     else:
         ctx.baseline_model = choices[0].model
     ctx.route_reason = choices[0].reason

@@ -276,13 +276,14 @@ def _keyed(vault, provider: str):
     return next((k for k in vault.keys if k.provider == provider), None) if vault else None
 
 
-def _allowed(caller, model_id: str) -> bool:
+def allowed(caller, model_id: str) -> bool:
+    """Whether the key may call the model (a key with no list may call every model)."""
     return not caller.allowed_models or model_id in caller.allowed_models
 
 
 def auto_ranked(caller, vault, needs: Needs) -> list[catalog.Model]:
     providers = {k.provider for k in vault.keys} if vault else set()
-    pool = [m for m in catalog.load().models.values() if m.provider in providers and _allowed(caller, m.id) and capable(m, needs)]
+    pool = [m for m in catalog.load().models.values() if m.provider in providers and allowed(caller, m.id) and capable(m, needs)]
     if not pool:
         return []
     floor = _min_tier(needs)
@@ -314,7 +315,7 @@ def plan(caller, vault, name: str, needs: Needs, conversation: str, resolve) -> 
                 "no_capable_model",
             )
         pinned = catalog.load().models.get(sticky) if sticky else None
-        if pinned and _keyed(vault, pinned.provider) and _allowed(caller, pinned.id) and capable(pinned, needs):
+        if pinned and _keyed(vault, pinned.provider) and allowed(caller, pinned.id) and capable(pinned, needs):
             # The conversation keeps its model while that model can still serve it (its cache is warm there).
             ranked = [pinned] + [m for m in ranked if m.id != pinned.id]
         else:
@@ -323,7 +324,7 @@ def plan(caller, vault, name: str, needs: Needs, conversation: str, resolve) -> 
         choices = [Choice(m, _keyed(vault, m.provider), reason) for m in ranked[:3]]
     else:
         model, key = resolve(name)
-        if not _allowed(caller, model.id):
+        if not allowed(caller, model.id):
             raise errors.ApiError(
                 403, f"This AURA key is not allowed to use '{model.id}'.", "permission_error", "model_not_allowed", "model"
             )

@@ -149,9 +149,10 @@ def embeddings(request, ctx):
     return _respond(ctx, JsonResponse(answer))
 
 
-def _usable_models(vault):
+def _usable_models(caller, vault):
+    """The catalog's models this key can call: its account has the provider's key, and the key allows them."""
     providers = {k.provider for k in vault.keys} if vault else set()
-    return [m for m in catalog.load().models.values() if m.provider in providers]
+    return [m for m in catalog.load().models.values() if m.provider in providers and routing.allowed(caller, m.id)]
 
 
 def _model_entry(model: catalog.Model) -> dict:
@@ -174,17 +175,19 @@ def _model_entry(model: catalog.Model) -> dict:
 def models(request, ctx):
     _require(request, "GET")
     pipeline.authenticate(ctx, request)
-    return _respond(ctx, JsonResponse({"object": "list", "data": [_model_entry(m) for m in _usable_models(ctx.vault)]}))
+    return _respond(ctx, JsonResponse({"object": "list", "data": [_model_entry(m) for m in _usable_models(ctx.caller, ctx.vault)]}))
 
 
 @_guard
 def model(request, ctx, model_id):
+    """One model, by any name chat accepts for it: a catalog id, or ``provider/model`` (a catalog model
+    named with its provider, a model the catalog does not list, a custom server's by its label)."""
     _require(request, "GET")
     pipeline.authenticate(ctx, request)
-    for entry in _usable_models(ctx.vault):
-        if entry.id == model_id:
-            return _respond(ctx, JsonResponse(_model_entry(entry)))
-    raise errors.model_not_found(model_id)
+    found = pipeline.lookup(model_id, ctx.vault)
+    if found is None or pipeline.key_for(ctx.vault, found, model_id) is None or not routing.allowed(ctx.caller, found.id):
+        raise errors.model_not_found(model_id)
+    return _respond(ctx, JsonResponse({**_model_entry(found), "id": model_id}))
 
 
 @functools.cache

@@ -145,6 +145,24 @@ def test_models_lists_what_the_account_can_use(sdk):
     assert sdk.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
 
 
+def test_models_answer_for_every_name_chat_accepts_and_only_the_keys_allowed_ones(sdk, alice, live_server):
+    import openai
+
+    from gateway import services
+
+    assert sdk.models.retrieve("anthropic/claude-sonnet-4-5").model_dump()["context_window"] > 0  # as chat names it
+    assert sdk.models.retrieve("openai/some-new-model").id == "openai/some-new-model"  # unlisted, forwarded by chat too
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("mistral/mistral-small-latest")  # no Mistral key: chat would refuse it
+    key, secret = services.api_key_issue(user=alice, name="limited")
+    services.api_key_configure(key=key, allowed_models=["gpt-4o-mini"])
+    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0, timeout=20)
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    assert client.models.retrieve("gpt-4o-mini").id == "gpt-4o-mini"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4o")  # chat refuses it for this key: so does the model's page
+
+
 def test_a_provider_prefix_names_the_provider(sdk, upstream):
     completion = sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "ECHO:x"}])
     assert completion.choices[0].message.content == "x"
