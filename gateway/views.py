@@ -76,7 +76,7 @@ def chat(request, ctx):
     ctx.route = routes[0]
     sent = pipeline.compress(ctx, body, opts, ctx.route.model)
     cache_request, cached = pipeline.cache_lookup(ctx, sent, opts)
-    if cached:
+    if cached and _served_route(ctx, routes, cached.pop(SERVED, None)):
         return _from_cache(ctx, cached, sent)
     conversation = ctx.conversation if sent is body else routing.conversation_id(ctx.caller.user_id, sent)
     body = sent
@@ -86,6 +86,8 @@ def chat(request, ctx):
     if cache_request is not None:
 
         def store(answer, tenant=ctx.caller.user_id, request=cache_request, ttl=opts.cache_ttl):
+            if ctx.route is not routes[0]:  # a fallback answered: a hit must say so, not name the model asked for
+                answer = {**answer, SERVED: [ctx.route.model.id, ctx.route_reason]}
             response_cache.store(tenant, request, answer, ttl)
 
     if call.stream:
@@ -116,6 +118,23 @@ def _release_database():
         for opened in connections.all(initialized_only=True):
             if opened.connection is not None and not opened.in_atomic_block:
                 opened.close()
+
+
+# In a cached answer a fallback gave: the model that answered and why (the entry is keyed by the model asked for).
+SERVED = "_aura_served"
+
+
+def _served_route(ctx, routes, served) -> bool:
+    """Whether a cached answer can be replayed: it came from the plan's first route, or from one of its
+    fallbacks, which the hit then reports (headers, usage record). A fallback no longer in the plan: a miss."""
+    if not served:
+        return True
+    route = next((r for r in routes if r.model.id == served[0]), None)
+    if route is None:
+        ctx.cache_status = "miss"
+        return False
+    ctx.route, ctx.route_reason = route, served[1]
+    return True
 
 
 def _from_cache(ctx, answer: dict, body: dict):

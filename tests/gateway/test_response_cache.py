@@ -43,6 +43,25 @@ def test_a_repeat_is_answered_without_the_provider(call, upstream):
     assert float(hit.headers["x-aura-savings-usd"]) == float(record.baseline_cost_usd)
 
 
+def test_a_hit_on_an_answer_a_fallback_gave_reports_the_model_that_gave_it(call, upstream, alice_key):
+    key = ApiKey.objects.get(prefix=alice_key[:12])
+    services.api_key_configure(key=key, fallback_models=["claude-haiku-4-5"])
+    upstream.fail_next(500)
+    upstream.fail_next(500)  # (a single 5xx is retried once on the same model)
+    miss = call("ECHO:from the fallback", {"x-aura-cache": "on"})
+    hit = call("ECHO:from the fallback", {"x-aura-cache": "on"})
+    assert miss.headers["x-aura-model"] == "claude-haiku-4-5" and miss.headers["x-aura-route-reason"] == "fallback:5xx"
+    assert hit.headers["x-aura-cache-status"] == "hit"
+    assert (hit.headers["x-aura-model"], hit.headers["x-aura-provider"]) == ("claude-haiku-4-5", "anthropic")
+    assert hit.headers["x-aura-route-reason"] == "fallback:5xx" and hit.json() == miss.json()
+    record = UsageRecord.objects.get(request_id=hit.headers["x-request-id"])
+    assert (record.model_used, record.provider) == ("claude-haiku-4-5", "anthropic")
+    # The fallback no longer in the key's plan: the entry is not replayed under the model asked for.
+    services.api_key_configure(key=key, fallback_models=[])
+    again = call("ECHO:from the fallback", {"x-aura-cache": "on"})
+    assert again.headers["x-aura-cache-status"] == "miss" and again.headers["x-aura-model"] == "gpt-4o-mini"
+
+
 def test_any_change_that_alters_the_answer_misses(call, upstream):
     call("ECHO:a", {"x-aura-cache": "on"})
     assert call("ECHO:a", {"x-aura-cache": "on"}, temperature=0.5).headers["x-aura-cache-status"] == "miss"
