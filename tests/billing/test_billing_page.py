@@ -11,6 +11,8 @@ from .conftest import PRICE_TEAM
 def test_a_free_account_sees_its_plan_and_usage(alice_client):
     body = alice_client.get("/billing/").content.decode()
     assert "Free" in body and "0 of 10,000 requests" in body and "See plans" in body
+    # Free has every savings feature (billing.plans): the page offers only what upgrading adds.
+    assert "Upgrade for higher quotas and rate limits, and more AURA keys." in body and "response cache" not in body
 
 
 def test_the_pricing_page_opens_paddle_checkout_with_the_account(alice_client, alice):
