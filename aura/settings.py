@@ -146,6 +146,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_ratelimit.middleware.RatelimitMiddleware",
     "csp.middleware.CSPMiddleware",
+    "aura.middleware.MethodNotAllowedPage",
 ]
 
 ROOT_URLCONF = "aura.urls"

@@ -58,6 +58,15 @@ def test_unknown_pages_get_the_sites_404(client, db):
     assert "This page does not exist" in response.content.decode()
 
 
+def test_a_visit_to_a_form_only_address_gets_a_page_not_a_blank(alice_client):
+    for path in ("/logout/", "/settings/password/"):
+        response = alice_client.get(path)
+        body = response.content.decode()
+        assert response.status_code == 405 and "POST" in response["Allow"], path
+        assert "This address is not a page" in body and "Content-Security-Policy" in response, path
+    assert alice_client.get("/keys/").status_code == 200  # still signed in: the visit did nothing
+
+
 def test_pages_carry_a_nonce_csp_and_no_external_scripts(client, db):
     response = client.get("/")
     policy = response["Content-Security-Policy"]
