@@ -40,9 +40,10 @@ class ProviderKeyForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         if cleaned.get("provider") == "custom":
-            if not cleaned.get("base_url"):
+            # (A value the field refused already has its error: "missing" would contradict it.)
+            if not cleaned.get("base_url") and "base_url" not in self.errors:
                 self.add_error("base_url", _("An OpenAI-compatible server needs its base URL."))
-            if not cleaned.get("label"):
+            if not cleaned.get("label") and "label" not in self.errors:
                 self.add_error("label", _("Give the server a label: you will call its models as “label/model”."))
         return cleaned
 

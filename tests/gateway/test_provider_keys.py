@@ -47,6 +47,12 @@ def test_a_duplicate_is_a_form_error(alice_client, upstream):
     assert ProviderKey.objects.count() == 1
 
 
+def test_a_value_too_long_gets_that_error_alone(alice_client, upstream):
+    body = add(alice_client, upstream, provider="custom", label="x" * 5000, base_url="http://127.0.0.1/" + "v" * 300).content.decode()
+    assert "Give the server a label" not in body and "needs its base URL" not in body
+    assert body.count("at most") == 2 and not ProviderKey.objects.exists()
+
+
 def test_private_addresses_are_refused_when_not_allowed(alice_client, upstream, settings):
     settings.AURA_UPSTREAM_ALLOW_PRIVATE = False
     body = add(alice_client, upstream, base_url="http://169.254.169.254/v1").content.decode()
