@@ -9,6 +9,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordChangeForm
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
@@ -124,11 +125,12 @@ def settings_page(request):
     )
     if request.method == "POST" and profile_form.is_valid():
         pending = services.profile_update(user=request.user, **profile_form.cleaned_data)
-        messages.success(request, _("Your profile is saved."))
-        if pending:
-            messages.info(
-                request, _("Confirm %(email)s from your inbox to start using it.") % {"email": profile_form.cleaned_data["email"]}
-            )
+        with translation.override(request.user.language):  # the next page speaks the language just saved: so do these
+            messages.success(request, _("Your profile is saved."))
+            if pending:
+                messages.info(
+                    request, _("Confirm %(email)s from your inbox to start using it.") % {"email": profile_form.cleaned_data["email"]}
+                )
         return redirect("settings")  # in the language just saved: the account's is the one its pages use
     return _render_settings(request, profile_form=profile_form)
 

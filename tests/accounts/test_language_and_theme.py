@@ -89,3 +89,11 @@ def test_the_theme_is_applied_before_first_paint(client, db):
     # The theme script runs in <head>, before the stylesheet and before any content.
     assert head.index('localStorage.getItem("aura-theme")') < head.index('rel="stylesheet"')
     assert '<script nonce="' in head
+
+
+def test_saving_the_profile_in_another_language_confirms_it_in_that_language(client, bob):
+    """Bob reads AURA in Russian; saving English in his profile says so in English on the next page."""
+    client.force_login(bob)
+    fields = {"display_name": bob.display_name, "email": bob.email, "language": "en"}
+    page = client.post("/settings/", fields, follow=True).content.decode()
+    assert '<html lang="en"' in page and "Your profile is saved." in page and "Профиль сохранён" not in page
