@@ -28,6 +28,7 @@ def test_it_sends_a_verification_link(client, db):
     assert message.subject == "Confirm your email address for AURA"
     assert "/verify/" in message.body
     assert "/verify/" in message.alternatives[0][0]
+    assert '<html lang="en">' in message.alternatives[0][0]
 
 
 def test_the_email_is_in_the_language_of_the_page(client, db):
@@ -35,6 +36,7 @@ def test_the_email_is_in_the_language_of_the_page(client, db):
     client.post("/signup/?lang=ru", data)  # the form posts to its page's address, which carries the visitor's language
     assert User.objects.get().language == "ru"
     assert mail.outbox[0].subject == "Подтвердите адрес электронной почты для AURA"
+    assert '<html lang="ru">' in mail.outbox[0].alternatives[0][0]  # a mail reader picks its voice and hyphenation by it
 
 
 def test_it_rejects_a_duplicate_email_whatever_its_case(client, alice):
