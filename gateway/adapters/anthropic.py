@@ -141,6 +141,8 @@ def to_upstream(call: Call) -> Upstream:
     if (body.get("n") or 1) > 1:
         raise AdapterError("Anthropic models return one choice: n must be 1.", "n")
     system, turns = _messages(body["messages"])
+    if not turns:  # Anthropic refuses it with a bare 400; say why before the call
+        raise AdapterError("Anthropic models need at least one user message besides the system prompt.", "messages")
     fmt = body.get("response_format") or {}
     if fmt.get("type") in ("json_object", "json_schema"):
         # Anthropic has no JSON mode switch; the instruction is the documented way to ask for it.

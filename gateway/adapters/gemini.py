@@ -94,6 +94,8 @@ def _tool_config(choice) -> dict | None:
 def to_upstream(call: Call) -> Upstream:
     body = call.body
     system, contents = _contents(body["messages"])
+    if not contents:  # Gemini refuses it with a bare 400; say why before the call
+        raise AdapterError("Gemini models need at least one user message besides the system instruction.", "messages")
     config = {}
     for source, target in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
         if body.get(source) is not None:

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from metrics.models import UsageRecord
 
 TOOLS = [
@@ -132,3 +134,13 @@ def test_n_above_one_is_refused_clearly(sdk):
         sdk.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], n=2)
     assert error.value.body["param"] == "n"
     assert not UsageRecord.objects.exists()
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+def test_a_system_prompt_alone_is_refused_saying_why(sdk, upstream, model):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as error:
+        sdk.chat.completions.create(model=model, messages=[{"role": "system", "content": "You are terse."}])
+    assert error.value.body["param"] == "messages" and "at least one user message" in error.value.body["message"]
+    assert upstream.requests == []  # refused before the call: nothing to pay, nothing to wait for
