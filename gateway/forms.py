@@ -1,9 +1,11 @@
+import re
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from . import catalog
 from .models import COMPRESSION_LEVELS, ROUTING_POLICIES
-from .providers import PROVIDER_CHOICES
+from .providers import PROVIDER_CHOICES, PROVIDERS
 
 
 class ApiKeyForm(forms.Form):
@@ -52,6 +54,11 @@ class ReplaceKeyForm(forms.Form):
     api_key = ProviderKeyForm.base_fields["api_key"]
 
 
+# A provider's own model name, as providers spell them (gpt-4o-2024-08-06, models/gemini-pro, llama3.1:8b).
+_LABEL = re.compile(r"[-a-zA-Z0-9_]{1,50}")  # a custom server's label (a slug, as its form takes it)
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,119}")
+
+
 def _model_ids(value: str) -> list[str]:
     return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
 
@@ -97,12 +104,23 @@ class KeySettingsForm(forms.Form):
         self.fields["reference_model"].choices = [(m, m) for m in chat_models]
 
     def _known(self, field: str) -> list[str]:
-        ids = _model_ids(self.cleaned_data.get(field, ""))
+        """Catalog ids, or ``provider/model`` for a model the catalog does not list and ``label/model`` for a
+        custom server's (as chat names them); a listed model named with its provider is kept under its
+        catalog id, the one calls are checked by."""
         known = catalog.load().models
-        unknown = [m for m in ids if m not in known and "/" not in m]
+        ids, unknown = [], []
+        for name in _model_ids(self.cleaned_data.get(field, "")):
+            provider, slash, model = name.partition("/")
+            if name in known:
+                ids.append(name)
+            elif slash and (provider in PROVIDERS or _LABEL.fullmatch(provider)) and _MODEL_NAME.fullmatch(model):
+                listed = known.get(model)
+                ids.append(model if listed and listed.provider == provider else name)
+            else:
+                unknown.append(name)
         if unknown:
             raise forms.ValidationError(_("Unknown model ids: %(ids)s") % {"ids": ", ".join(unknown)})
-        return ids
+        return list(dict.fromkeys(ids))
 
     def clean_allowed_models(self):
         return self._known("allowed_models")

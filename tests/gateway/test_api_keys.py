@@ -189,6 +189,14 @@ def test_unknown_models_are_a_form_error(alice_client, alice):
     }
     response = alice_client.post(f"/keys/{key.pk}/", data)
     assert response.status_code == 200 and "Unknown model ids: gpt-99" in response.content.decode()
+    response = alice_client.post(f"/keys/{key.pk}/", {**data, "fallback_models": "", "allowed_models": "foo bar/x, <script>x</script>"})
+    body = response.content.decode()
+    assert "Unknown model ids: foo bar/x, &lt;script&gt;x&lt;/script&gt;" in body and "<script>x" not in body
+    # As chat names them: a listed model with its provider (kept under its catalog id), an unlisted one, a custom server's.
+    named = "anthropic/claude-haiku-4-5, openai/gpt-5-preview, local/llama3.1:8b"
+    assert alice_client.post(f"/keys/{key.pk}/", {**data, "fallback_models": "", "allowed_models": named}).status_code == 302
+    key.refresh_from_db()
+    assert key.allowed_models == ["claude-haiku-4-5", "openai/gpt-5-preview", "local/llama3.1:8b"]
 
 
 def test_bob_cannot_see_alices_key_settings(client, alice, bob):
