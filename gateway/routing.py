@@ -324,7 +324,7 @@ def plan(caller, vault, name: str, needs: Needs, conversation: str, resolve) -> 
         choices = [Choice(m, _keyed(vault, m.provider), reason) for m in ranked[:3]]
     else:
         model, key = resolve(name)
-        if not allowed(caller, model.id):
+        if not (allowed(caller, model.id) or allowed(caller, name)):  # (a custom server's model: by label/model)
             raise errors.ApiError(
                 403, f"This AURA key is not allowed to use '{model.id}'.", "permission_error", "model_not_allowed", "model"
             )

@@ -204,7 +204,8 @@ def model(request, ctx, model_id):
     _require(request, "GET")
     pipeline.authenticate(ctx, request)
     found = pipeline.lookup(model_id, ctx.vault)
-    if found is None or pipeline.key_for(ctx.vault, found, model_id) is None or not routing.allowed(ctx.caller, found.id):
+    allowed = routing.allowed(ctx.caller, found.id) or routing.allowed(ctx.caller, model_id) if found else False
+    if found is None or pipeline.key_for(ctx.vault, found, model_id) is None or not allowed:
         raise errors.model_not_found(model_id)
     return _respond(ctx, JsonResponse({**_model_entry(found), "id": model_id}))
 

@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from gateway import services
 from gateway.models import ProviderKey
 
 
@@ -147,3 +148,19 @@ def test_a_custom_server_is_called_by_its_label(alice, live_server, upstream):
     completion = sdk.chat.completions.create(model="local/llama3.3", messages=[{"role": "user", "content": "ECHO:from ollama"}])
     assert completion.choices[0].message.content == "from ollama"
     assert upstream.requests[-1]["json"]["model"] == "llama3.3"
+
+
+def test_a_custom_servers_model_can_be_the_keys_only_allowed_one(alice, live_server, upstream):
+    import openai
+
+    from gateway.models import ApiKey
+    from tests.gateway.conftest import wire
+
+    secret = wire(alice, upstream, providers=("custom", "openai"))
+    services.api_key_configure(key=ApiKey.objects.get(user=alice), allowed_models=["local/llama3.3"])
+    sdk = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0)
+    completion = sdk.chat.completions.create(model="local/llama3.3", messages=[{"role": "user", "content": "ECHO:allowed"}])
+    assert completion.choices[0].message.content == "allowed"
+    assert sdk.models.retrieve("local/llama3.3").id == "local/llama3.3"
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
