@@ -54,8 +54,8 @@ class ReplaceKeyForm(forms.Form):
     api_key = ProviderKeyForm.base_fields["api_key"]
 
 
-# A provider's own model name, as providers spell them (gpt-4o-2024-08-06, models/gemini-pro, llama3.1:8b).
 _LABEL = re.compile(r"[-a-zA-Z0-9_]{1,50}")  # a custom server's label (a slug, as its form takes it)
+# A provider's own model name, as providers spell them (gpt-4o-2024-08-06, models/gemini-pro, llama3.1:8b).
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,119}")
 
 
