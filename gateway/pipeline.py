@@ -636,6 +636,17 @@ def compress(ctx: Context, body: dict, opts: Options, model: catalog.Model) -> d
     ctx.compression = opts.compression
     ctx.tokens_original = prompt_tokens(body, model, result.counts)
     ctx.tokens_sent = ctx.tokens_original if result.body is body else prompt_tokens(result.body, model, result.counts)
+    window = model.context_window
+    # OpenAI's models are counted with their own tokenizer, and the texts alone count fewer tokens than
+    # the request does (no per-message framing): over the window, the provider would refuse the call.
+    # (Other providers' counts are estimates here: their own refusal decides.)
+    if window and model.provider == "openai" and ctx.tokens_sent > window:
+        raise errors.invalid_request(
+            f"This model's maximum context length is {window:,} tokens, and your messages come to at least "
+            f"{ctx.tokens_sent:,} (after AURA's compression). Shorten them, or use a model with a larger context window.",
+            "messages",
+            "context_length_exceeded",
+        )
     return result.body
 
 

@@ -131,6 +131,14 @@ def test_dimensions_beyond_the_models_are_the_providers_400(post, upstream):
     assert response.status_code == 400 and "invalid_value" in shape(response)["message"]
 
 
+def test_a_prompt_beyond_an_openai_models_context_window_is_refused_before_the_call(post, upstream):
+    response = post({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 130_000}]})
+    error = shape(response)
+    assert response.status_code == 400 and error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert "128,000 tokens" in error["message"]
+    assert upstream.requests == [] and not UsageRecord.objects.exists()  # nothing went out, nothing to pay
+
+
 def test_a_chat_model_cannot_embed(post):
     response = post({"model": "gpt-4o-mini", "input": "x"}, path="/v1/embeddings")
     assert response.status_code == 400 and shape(response)["code"] == "model_not_supported"
