@@ -627,6 +627,9 @@ def options(request, caller: services.Caller, plan: Plan) -> Options:
     return Options(compression=level, cache=cache_mode, cache_ttl=ttl, max_prompt_tokens=budget)
 
 
+CONTEXT_MARGIN = 1.05
+
+
 def compress(ctx: Context, body: dict, opts: Options, model: catalog.Model) -> dict:
     """Compress the prompt as allowed; count it as the client sent it and as it is sent.
 
@@ -637,12 +640,12 @@ def compress(ctx: Context, body: dict, opts: Options, model: catalog.Model) -> d
     ctx.tokens_original = prompt_tokens(body, model, result.counts)
     ctx.tokens_sent = ctx.tokens_original if result.body is body else prompt_tokens(result.body, model, result.counts)
     window = model.context_window
-    # OpenAI's models are counted with their own tokenizer, and the texts alone count fewer tokens than
-    # the request does (no per-message framing): over the window, the provider would refuse the call.
-    # (Other providers' counts are estimates here: their own refusal decides.)
-    if window and model.provider == "openai" and ctx.tokens_sent > window:
+    # OpenAI's models are counted with their own tokenizer: clearly over the window, the provider would
+    # refuse the call. (The margin: tools are counted as JSON, which OpenAI may encode in fewer tokens.
+    # Other providers' counts are estimates here: their own refusal decides.)
+    if window and model.provider == "openai" and ctx.tokens_sent > window * CONTEXT_MARGIN:
         raise errors.invalid_request(
-            f"This model's maximum context length is {window:,} tokens, and your messages come to at least "
+            f"This model's maximum context length is {window:,} tokens, and your messages come to about "
             f"{ctx.tokens_sent:,} (after AURA's compression). Shorten them, or use a model with a larger context window.",
             "messages",
             "context_length_exceeded",

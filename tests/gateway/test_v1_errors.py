@@ -132,7 +132,7 @@ def test_dimensions_beyond_the_models_are_the_providers_400(post, upstream):
 
 
 def test_a_prompt_beyond_an_openai_models_context_window_is_refused_before_the_call(post, upstream):
-    response = post({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 130_000}]})
+    response = post({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "word " * 140_000}]})
     error = shape(response)
     assert response.status_code == 400 and error["code"] == "context_length_exceeded" and error["param"] == "messages"
     assert "128,000 tokens" in error["message"]
