@@ -49,8 +49,10 @@ OK, RPM, TPM, QUOTA, CONCURRENCY, UNSEEDED, STALE = 0, 1, 2, 3, 4, -1, -2
 # whose SHA-1s are ARGV[14...]: if one does not, nothing is counted (STALE).
 _CHECK = """
 local w = tonumber(ARGV[1])
+local now = {0, 0, 0, 0, 0, 0, 0}  -- this minute's own counts, by key index (returned: see _refill)
 local function used(cur, prev)
-  return tonumber(redis.call('GET', KEYS[cur]) or 0) + w * tonumber(redis.call('GET', KEYS[prev]) or 0)
+  now[cur] = tonumber(redis.call('GET', KEYS[cur]) or 0)
+  return now[cur] + w * tonumber(redis.call('GET', KEYS[prev]) or 0)
 end
 local peeked = {}
 for i = 12, #KEYS do peeked[#peeked + 1] = redis.call('GET', KEYS[i]) or '' end
@@ -75,14 +77,13 @@ elseif flight + 1 > tonumber(ARGV[7]) then status = 4
 end
 if status == 0 then
   ar, quota, flight = ar + 1, quota + 1, flight + 1
-  redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ARGV[12])
-  if k_rpm > 0 then kr = kr + 1; redis.call('INCR', KEYS[3]); redis.call('EXPIRE', KEYS[3], ARGV[12]) end
+  now[1] = redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], ARGV[12])
+  if k_rpm > 0 then kr = kr + 1; now[3] = redis.call('INCR', KEYS[3]); redis.call('EXPIRE', KEYS[3], ARGV[12]) end
   redis.call('INCR', KEYS[9])
   redis.call('ZADD', KEYS[10], ARGV[8], ARGV[9]); redis.call('EXPIRE', KEYS[10], ARGV[10])
 end
-local function cur(i) return tonumber(redis.call('GET', KEYS[i]) or 0) end
 return {status, math.floor(ar * 1000), math.floor(kr * 1000), math.floor(at), math.floor(kt), quota, flight, touched, peeked,
-        cur(1), k_rpm > 0 and cur(3) or 0, cur(5), k_tpm > 0 and cur(7) or 0}
+        now[1], now[3], now[5], now[7]}
 """
 
 

@@ -784,6 +784,15 @@ def send(ctx: Context, request: Upstream, *, stream: bool) -> upstream.Response:
     ctx.upstream_started = time.perf_counter()
     try:
         response = upstream.send(request, stream=stream)
+    except upstream.Insecure:
+        ctx.upstream_started = None  # no call was made: no usage record, and no failure of the provider's
+        raise ApiError(
+            400,
+            f"This account's {ctx.route.provider.name} key has a plain http base URL, and AURA sends keys only over TLS. "
+            "Change it to https:// under Provider keys in the AURA cabinet.",
+            "invalid_request_error",
+            "insecure_base_url",
+        ) from None
     except upstream.Timeout:
         ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
         raise ApiError(504, f"{ctx.route.provider.name} did not answer in time.", "upstream_error", "upstream_timeout") from None

@@ -67,6 +67,10 @@ class Unreachable(Exception):
     """No connection to the provider, or it broke."""
 
 
+class Insecure(Exception):
+    """Plain http where keys may travel only over TLS (``AURA_UPSTREAM_ALLOW_PRIVATE`` off): nothing was sent."""
+
+
 class ProtocolError(Exception):
     """The provider's side of the connection did not speak HTTP/1.1 as expected (or closed early)."""
 
@@ -535,7 +539,8 @@ def _respond(conn: _Connection, method: str) -> Response:
 def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None = None) -> Response:
     """Send a request and read the answer's head (and, unless ``stream``, its whole body).
 
-    Raises ``Unreachable`` when no connection could be made or it broke, ``Timeout`` when the
+    Raises ``Insecure`` for plain http where only TLS is allowed (before anything is sent),
+    ``Unreachable`` when no connection could be made or it broke, ``Timeout`` when the
     provider stopped answering for longer than the read timeout.
     """
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate", **upstream.headers}
@@ -549,11 +554,11 @@ def send(upstream: Upstream, *, stream: bool = False, read_timeout: float | None
             headers["Content-Type"] = "application/json"
     try:
         origin, target = _target(upstream.url)
-        if origin[0] != "https" and not settings.AURA_UPSTREAM_ALLOW_PRIVATE:
-            raise ValueError("plain http")  # keys travel only over TLS (a URL saved before that rule)
         request = _head(upstream.method, target, origin[3], headers, None if body is None else len(body))
     except ValueError:  # not an http(s) URL, or a header no request may carry (the message never quotes it)
         raise Unreachable() from None
+    if origin[0] != "https" and not settings.AURA_UPSTREAM_ALLOW_PRIVATE:
+        raise Insecure()  # keys travel only over TLS (the privacy policy), a URL saved before that rule included
     if body is not None:
         request += body
     read_timeout = read_timeout or settings.AURA_UPSTREAM_READ_TIMEOUT

@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 
 from gateway import services
 from gateway.models import ProviderKey
+from metrics.models import UsageRecord
 
 
 def add(client, mock, **fields):
@@ -74,10 +75,11 @@ def test_a_key_saved_with_a_plain_http_url_is_not_sent_once_that_is_refused(sdk,
     import openai
 
     settings.AURA_UPSTREAM_ALLOW_PRIVATE = False  # the keys were saved under http://127.0.0.1 while it was allowed
-    with pytest.raises(openai.APIStatusError) as raised:
+    with pytest.raises(openai.BadRequestError) as raised:
         sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    assert raised.value.status_code == 502 and raised.value.body["type"] == "upstream_error"
+    assert raised.value.body["code"] == "insecure_base_url" and "Change it to https://" in raised.value.body["message"]
     assert upstream.requests == []  # nothing, and so no key, went out over plain http
+    assert not UsageRecord.objects.exists()  # and no upstream call to account for
 
 
 def test_replace_overwrites_the_secret(alice_client, upstream):
