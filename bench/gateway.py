@@ -23,7 +23,11 @@ What it starts, all on 127.0.0.1:
 - LiteLLM's proxy (``bench/.venv-litellm``, installed from ``bench/requirements-litellm.txt`` when
   missing) with no database, ``gpt-4o-mini`` routed to the fast upstream and ``gpt-4o-mini-slow``
   to the slow one, two workers, telemetry and every remote fetch switched off. When it cannot be
-  installed or started, it is reported as "not available: <reason>" and the rest still runs.
+  installed or started, it is reported as "not available: <reason>" and the rest still runs. Its
+  venv is made from the interpreter AURA's venv was made from (and made again when it was not), and
+  the stand-in upstream and the load generator run on AURA's: both sides run on the same CPython
+  build, which the table names (Debian's, with PGO and LTO, runs pure Python about 1.5x as fast as
+  pyenv's default build, the gauge below included).
 
 What it measures, with ``bench/loadgen.py`` in a process of its own (full run; ``--quick`` in brackets):
 
@@ -492,10 +496,11 @@ class Sampler(threading.Thread):
         self.join(5)
 
 
-def start_aura(procs: Processes, env: dict, port: int, *, name: str = "aura", cwd: Path = ROOT) -> Service:
-    # The Procfile's web line, bound to loopback (``cwd``: a checkout of another revision, for bench/gateway_ab.py).
+def start_aura(procs: Processes, env: dict, port: int, *, name: str = "aura", cwd: Path = ROOT, venv_bin: Path = VENV_BIN) -> Service:
+    # The Procfile's web line, bound to loopback (``cwd``: a checkout of another revision, ``venv_bin``: another
+    # virtualenv's interpreter, both for bench/gateway_ab.py).
     argv = [
-        str(VENV_BIN / "gunicorn"),
+        str(venv_bin / "gunicorn"),
         "aura.wsgi",
         "--bind",
         f"{HOST}:{port}",
@@ -589,16 +594,26 @@ def litellm_config(tmp: Path, fast_port: int, slow_port: int) -> Path:
     return path
 
 
+def base_python() -> str:
+    """The interpreter this virtualenv was made from: AURA's and LiteLLM's venvs must share it, or the
+    comparison measures two CPython builds (Debian's, with PGO and LTO, runs pure Python ~1.5x pyenv's)."""
+    return os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+
+
+def venv_base(venv: Path) -> str | None:
+    python = venv / "bin" / "python"
+    return os.path.realpath(python) if python.exists() else None
+
+
 def ensure_litellm(install: bool) -> Path:
     binary = LITELLM_VENV / "bin" / "litellm"
-    if binary.exists():
+    if binary.exists() and venv_base(LITELLM_VENV) == base_python():
         return binary
     if not install:
-        raise Unavailable(f"{binary.relative_to(ROOT)} is missing (run without --no-litellm-install to create it)")
-    say(f"installing LiteLLM into {LITELLM_VENV.relative_to(ROOT)} from {LITELLM_REQUIREMENTS.name}")
+        raise Unavailable(f"{binary.relative_to(ROOT)} is missing or made from another python (run without --no-litellm-install)")
+    say(f"installing LiteLLM into {LITELLM_VENV.relative_to(ROOT)} from {LITELLM_REQUIREMENTS.name}, on {base_python()}")
     try:
-        python = shutil.which("python3") or sys.executable
-        subprocess.run([python, "-m", "venv", str(LITELLM_VENV)], check=True, timeout=300)  # noqa: S603
+        subprocess.run([base_python(), "-m", "venv", "--clear", str(LITELLM_VENV)], check=True, timeout=300)  # noqa: S603
         pip = [str(LITELLM_VENV / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", "-r", str(LITELLM_REQUIREMENTS)]
         result = subprocess.run(pip, capture_output=True, text=True, timeout=1200, check=False)  # noqa: S603
     except (OSError, subprocess.SubprocessError) as error:
@@ -856,9 +871,12 @@ def table(report: dict) -> str:
         f"AURA gateway benchmark: {'quick' if report['quick'] else 'full'} run, {report['timestamp']}, "
         f"{report['machine']['cpus']} cores, loopback; AURA code {report['aura_code_sha256']}"
     )
+    lines.append(f"  python (AURA, LiteLLM, the stand-in upstream and the load generator): {report['machine']['python']}")
     lines.append(f"  LiteLLM: {litellm['version'] if litellm['available'] else 'not available: ' + litellm['reason']}")
     gauge = report["machine"].get("speed_gauge_ms", {})
-    lines.append(f"  machine speed gauge (fixed Python loop, ms, lower = faster): {gauge.get('start')} at start, {gauge.get('end')} at end")
+    lines.append(
+        f"  machine speed gauge (a fixed loop on that python, ms, lower = faster): {gauge.get('start')} at start, {gauge.get('end')} at end"
+    )
     row("", ["direct", "AURA", "LiteLLM"])
     lines.append(f"a. overhead: 1 connection, {sizes['sequential']} sequential non-stream calls")
     row("latency p50 / p99 ms", cells("overhead", lambda d, n: pair(d["latency_ms"], 2)))
@@ -1047,7 +1065,7 @@ def main() -> int:
         "quick": args.quick,
         "phases": sorted(phases),
         "sizes": sizes,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "kernel": platform.release()},
+        "machine": {"cpus": os.cpu_count(), "python": f"{platform.python_version()} ({base_python()})", "kernel": platform.release()},
         "versions": {p: metadata.version(p) for p in ("django", "gunicorn", "gevent", "greenlet", "psycopg", "requests", "redis")},
         "aura_code_sha256": code_fingerprint(),
         "setup": {

@@ -90,6 +90,9 @@ def held(port: int, identities: list[dict], count: int, seconds: float, service=
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", required=True, help="the git revision to compare against (a commit, tag or branch)")
+    parser.add_argument(
+        "--before-python", type=Path, default=None, help="run the older side on this venv's python (default: this script's)"
+    )
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=4.0)
@@ -113,9 +116,10 @@ def main() -> int:
         tenants = bench.seed_tenants(env, run_id, {group: upstream})[group]
         identities = [{"Authorization": f"Bearer {key}"} for key in tenants]
         ports, services = {}, {}
-        for name, cwd in (("before", checkout), ("now", bench.ROOT)):
+        before_bin = args.before_python.absolute().parent if args.before_python else bench.VENV_BIN
+        for name, cwd, venv_bin in (("before", checkout, before_bin), ("now", bench.ROOT, bench.VENV_BIN)):
             ports[name] = bench.free_port()
-            services[name] = bench.start_aura(procs, env, ports[name], name=f"aura-{name}", cwd=cwd)
+            services[name] = bench.start_aura(procs, env, ports[name], name=f"aura-{name}", cwd=cwd, venv_bin=venv_bin)
             bench.wait_ready(services[name], ports[name], "/v1/models", identities[0], 60)
         direct = [{"Authorization": f"Bearer {bench.UPSTREAM_KEY}"}]
         if args.held:
