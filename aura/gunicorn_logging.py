@@ -7,7 +7,11 @@ millisecond of a call here (bench/gateway_ab.py). Failed calls (4xx, 5xx: a bad 
 upstream error) and every other request, /v1/models included, keep their line.
 """
 
+import logging
+
 from gunicorn.glogging import Logger
+
+from aura.logging import RedactSecretsFilter
 
 # The /v1 endpoints that write a usage record for every call they answer.
 RECORDED = ("/v1/chat/completions", "/v1/embeddings")
@@ -19,3 +23,14 @@ class AccessLogger(Logger):
         if status is not None and status < 400 and environ.get("PATH_INFO") in RECORDED:
             return
         super().access(resp, req, environ, request_time)
+
+
+def redact() -> None:
+    """Mask key-shaped text in gunicorn's own logs, as Django's are (aura.logging): gunicorn logs a
+    request it cannot parse with the offending line (a header with no colon, ``Authorization Bearer
+    aura_...``, whole), and the access line holds the query string a client may have put a key in.
+    Its loggers do not pass their records to the root's handlers, so the filter goes on them."""
+    for name in ("gunicorn.error", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecretsFilter) for f in logger.filters):
+            logger.addFilter(RedactSecretsFilter())

@@ -10,7 +10,15 @@ along, see aura.handlers). A piece that fits the socket's buffer takes one ``sen
 
 What goes on the wire is byte for byte what gunicorn sends; only the number of writes changes.
 ``install()`` makes gunicorn build these (it looks its response class up when each request comes).
+
+``install()`` also replaces the page gunicorn writes itself for a request it cannot parse (a request
+line over 4094 bytes, a NUL or a missing colon in a header, a broken chunked body): an error in
+OpenAI's shape, as every other /v1 answer, instead of an HTML page. gunicorn's own message quotes
+what it could not parse (a header line with no colon, ``Authorization Bearer aura_...``, arrives
+whole), so it is not sent back: the status says which limit or rule the request broke.
 """
+
+import json
 
 from gunicorn import util
 from gunicorn.http import wsgi
@@ -70,5 +78,34 @@ class Response(wsgi.Response):
                 util.write(self.sock, data[sent:])
 
 
+# By the status gunicorn chose: (message, type, code).
+_PROTOCOL_ERRORS = {
+    400: (
+        "The request is not valid HTTP/1.1: check its request line, its headers (name: value, no control characters) and its chunks.",
+        "invalid_request_error",
+        "invalid_http_request",
+    ),
+    403: ("This request is forbidden.", "invalid_request_error", "forbidden"),
+    414: ("The request line is too long: send long input in the body.", "invalid_request_error", "request_line_too_long"),
+    417: ("Expectation failed: only 'Expect: 100-continue' is supported.", "invalid_request_error", "expectation_failed"),
+    431: ("The request's header fields are too large or too many.", "invalid_request_error", "headers_too_large"),
+    501: (
+        "This Transfer-Encoding is not supported: send the body with a Content-Length or chunked.",
+        "invalid_request_error",
+        "unsupported_transfer_encoding",
+    ),
+}
+_SERVER_ERROR = ("The server had an error while processing your request.", "server_error", None)
+
+
+def write_error(sock, status_int, reason, mesg):
+    """gunicorn's answer to a request it could not parse or serve, in OpenAI's error shape."""
+    message, kind, code = _PROTOCOL_ERRORS.get(status_int, _SERVER_ERROR)
+    body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+    head = f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
 def install() -> None:
     wsgi.Response = Response
+    util.write_error = write_error

@@ -22,10 +22,11 @@ tokenizer.warm_up()
 catalog.load()
 if monkey.is_module_patched("socket"):  # a gevent web worker
     dns.install()
-if "gunicorn" in sys.modules:  # served by gunicorn: fewer writes per response (aura/gunicorn_response.py)
-    from aura import gunicorn_response
+if "gunicorn" in sys.modules:  # served by gunicorn: fewer writes per response, its own errors in OpenAI's shape, its logs redacted
+    from aura import gunicorn_logging, gunicorn_response
 
     gunicorn_response.install()
+    gunicorn_logging.redact()
 # Each web process moves the usage records its calls spool in Redis into PostgreSQL.
 spool.start_flusher()
 
