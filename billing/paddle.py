@@ -7,6 +7,7 @@ import logging
 
 import requests
 from django.conf import settings
+from django.utils.translation import gettext as _
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -14,7 +15,11 @@ log = logging.getLogger(__name__)
 
 
 class PaddleError(Exception):
-    """Paddle said no, or could not be reached. The message is safe to show."""
+    """Paddle said no, or could not be reached. The message is safe to show, in the active language."""
+
+
+class NotConfigured(PaddleError):
+    """This AURA has no Paddle API key."""
 
 
 def _session() -> requests.Session:
@@ -39,7 +44,7 @@ _client = _session()
 
 def _call(method: str, path: str, json: dict | None = None, params: dict | None = None) -> dict:
     if not settings.PADDLE_API_KEY:
-        raise PaddleError("Billing is not configured on this AURA (PADDLE_API_KEY is not set).")
+        raise NotConfigured(_("Billing is not configured on this AURA (PADDLE_API_KEY is not set)."))
     try:
         response = _client.request(
             method,
@@ -51,14 +56,15 @@ def _call(method: str, path: str, json: dict | None = None, params: dict | None 
         )
     except requests.RequestException as error:
         log.warning("Paddle API %s %s unreachable: %s", method, path.split("/")[1], type(error).__name__)
-        raise PaddleError("Paddle could not be reached. Try again in a minute.") from None
+        raise PaddleError(_("Paddle could not be reached. Try again in a minute.")) from None
     if response.status_code >= 400:
         try:
             detail = response.json().get("error", {}).get("code", "")
         except ValueError:
             detail = ""
         log.warning("Paddle API %s %s answered %s %s", method, path.split("/")[1], response.status_code, detail)
-        raise PaddleError(f"Paddle refused the request ({response.status_code} {detail}).".replace(" )", ")"))
+        status = f"{response.status_code} {detail}".strip()
+        raise PaddleError(_("Paddle refused the request (%(status)s).") % {"status": status})
     return response.json().get("data") or {}
 
 

@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext as _
 
 from accounts.models import User
 
@@ -234,5 +235,5 @@ def subscription_keep(*, subscription: Subscription) -> None:
 def subscription_change_plan(*, subscription: Subscription, plan_code: str) -> None:
     plan = PLANS.get(plan_code)
     if plan is None or not plan.paddle_price_id:
-        raise paddle.PaddleError("That plan cannot be bought here.")
+        raise paddle.PaddleError(_("That plan cannot be bought here."))
     paddle.change_plan(subscription.paddle_subscription_id, plan.paddle_price_id)

@@ -53,7 +53,5 @@ def cancel_subscription_task(user_id: int) -> None:
         return
     try:
         paddle._call("POST", f"/subscriptions/{subscription.paddle_subscription_id}/cancel", {"effective_from": "immediately"})
-    except paddle.PaddleError as error:
-        if "not configured" in str(error):
-            return  # no Paddle on this AURA: nothing to cancel there
-        raise
+    except paddle.NotConfigured:
+        return  # no Paddle on this AURA: nothing to cancel there

@@ -104,7 +104,7 @@ def provider_keys(request):
             try:
                 key = services.provider_key_save(user=request.user, **data)
             except services.ProviderKeyError as error:
-                form.add_error("base_url" if "URL" in str(error) else "api_key", str(error))
+                form.add_error(error.field if error.field in form.fields else None, str(error))
             else:
                 _check_message(request, key, services.provider_key_check(key=key))
                 return redirect("provider_keys")

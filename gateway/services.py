@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from aura import cache
 from billing.selectors import current_plan, plan_cache_key
@@ -80,8 +81,11 @@ def api_key_issue(*, user, name: str) -> tuple[ApiKey, str]:
         active = ApiKey.objects.filter(user=user, revoked__isnull=True).count()
         if active >= allowed.api_keys:
             raise KeyLimitReached(
-                f"The {allowed.name} plan allows {allowed.api_keys} active AURA keys and you have {active}. "
-                "Revoke one you no longer use, or upgrade on the billing page."
+                _(
+                    "The %(plan)s plan allows %(allowed)d active AURA keys and you have %(active)d. "
+                    "Revoke one you no longer use, or upgrade on the billing page."
+                )
+                % {"plan": allowed.name, "allowed": allowed.api_keys, "active": active}
             )
         key = ApiKey.objects.create(user=user, name=name, prefix=secret[:12], digest=_digest(secret))
     return key, secret
@@ -217,7 +221,12 @@ def api_key_touch(key_id: int) -> None:
 
 
 class ProviderKeyError(ValueError):
-    """A provider key that cannot be saved; the message is safe to show."""
+    """A provider key that cannot be saved; the message is safe to show, in the active language, and
+    ``field`` names the form field it is about."""
+
+    def __init__(self, message: str, field: str = "api_key"):
+        super().__init__(message)
+        self.field = field
 
 
 def vault_cache_key(user_id: int) -> str:
@@ -245,19 +254,19 @@ def check_base_url(base_url: str) -> None:
     (``AURA_UPSTREAM_ALLOW_PRIVATE``: a self-hosted AURA beside its own servers, the demo)."""
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ProviderKeyError("The base URL must start with http:// or https:// and name a host.")
+        raise ProviderKeyError(_("The base URL must start with http:// or https:// and name a host."), "base_url")
     if settings.AURA_UPSTREAM_ALLOW_PRIVATE:
         return
     try:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
     except OSError:
-        raise ProviderKeyError("The base URL's host does not resolve.") from None
+        raise ProviderKeyError(_("The base URL's host does not resolve."), "base_url") from None
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
         if not ip.is_global:
-            raise ProviderKeyError("The base URL points to a private or local address, which this AURA does not call.")
+            raise ProviderKeyError(_("The base URL points to a private or local address, which this AURA does not call."), "base_url")
     if parts.scheme != "https":  # the privacy policy: keys travel only over TLS
-        raise ProviderKeyError("The base URL must start with https://: AURA sends your key to it only over TLS.")
+        raise ProviderKeyError(_("The base URL must start with https://: AURA sends your key to it only over TLS."), "base_url")
 
 
 def provider_key_save(
@@ -265,12 +274,12 @@ def provider_key_save(
 ) -> ProviderKey:
     """Add a provider key, or replace the secret of ``instance``. Encrypts before anything is written."""
     if provider not in PROVIDERS:
-        raise ProviderKeyError(f"Unknown provider {provider!r}.")
+        raise ProviderKeyError(_("Unknown provider %(provider)r.") % {"provider": provider}, "provider")
     api_key = api_key.strip()
     if len(api_key) < 8 or any(c.isspace() for c in api_key):
-        raise ProviderKeyError("That does not look like an API key.")
+        raise ProviderKeyError(_("That does not look like an API key."))
     if provider == "custom" and not base_url:
-        raise ProviderKeyError("An OpenAI-compatible server needs its base URL.")
+        raise ProviderKeyError(_("An OpenAI-compatible server needs its base URL."), "base_url")
     if base_url:
         check_base_url(base_url)
     with transaction.atomic():

@@ -57,6 +57,6 @@ def test_unparseable_requests_get_openai_errors_and_keys_stay_out_of_the_logs(tr
     assert logged.count("Invalid request from ip=127.0.0.1") >= len(cases)  # still logged, for whoever runs the server
     assert "[redacted]" in logged
     accessed = access.read_text()
-    assert "GET /v1/models?[redacted] HTTP/1.1\" 401" in accessed
+    assert 'GET /v1/models?[redacted] HTTP/1.1" 401' in accessed
     for text in (logged, accessed):
         assert KEY not in text and PROVIDER_KEY not in text and "k3yTHATmustNEVER" not in text and "PROVIDERkeyNOT" not in text

@@ -1,8 +1,10 @@
 """The billing page and its Paddle API calls, against a local stand-in for Paddle's API."""
 
+import pytest
 from django.core import mail
 
-from billing.tasks import send_billing_email_task
+from billing.paddle import PaddleError
+from billing.tasks import cancel_subscription_task, send_billing_email_task
 from tests.conftest import subscribe
 
 from .conftest import PRICE_TEAM
@@ -111,3 +113,24 @@ def test_user_show_reports_plan_status_and_quota(alice):
     data = json.loads(out.getvalue())
     assert data["plan"] == "pro" and data["subscription_status"] == "past_due"
     assert data["quota"] == {"monthly_requests": 500_000, "used": 0, "requests_per_minute": 600}
+
+
+def test_paddle_errors_are_explained_in_the_accounts_language(client, bob, paddle_api):
+    subscribe(bob, "pro")
+    client.force_login(bob)
+    paddle_api.fail = [403]
+    body = client.post("/billing/cancel/", follow=True).content.decode()
+    assert "Paddle отклонил запрос (403 forbidden)." in body
+
+
+def test_an_erased_accounts_subscription_is_cancelled_at_paddle_and_without_paddle_nothing_fails(alice, paddle_api, settings):
+    subscription = subscribe(alice, "pro")
+    cancel_subscription_task.run(alice.pk)
+    assert paddle_api.calls[-1]["path"] == f"/subscriptions/{subscription.paddle_subscription_id}/cancel"
+    paddle_api.fail = [403]
+    with pytest.raises(PaddleError):  # refused: the task raises, so Celery retries it
+        cancel_subscription_task.run(alice.pk)
+    settings.PADDLE_API_KEY = ""
+    calls = len(paddle_api.calls)
+    assert cancel_subscription_task.run(alice.pk) is None  # no Paddle on this AURA: nothing to cancel, no retry
+    assert len(paddle_api.calls) == calls

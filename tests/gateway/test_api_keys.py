@@ -211,3 +211,14 @@ def test_a_resubmitted_form_does_not_issue_a_second_key(alice_client):
     response = alice_client.post("/keys/", data, follow=True)
     assert ApiKey.objects.count() == 1
     assert "That key was already issued and shown once." in response.content.decode()
+
+
+def test_the_key_limit_is_explained_in_the_accounts_language(client, bob):
+    client.force_login(bob)
+    for name in ("one", "two", "three", "four"):
+        response = client.post("/keys/", {"name": name, "once": str(uuid.uuid4())})
+    assert response.context["form"].non_field_errors() == [
+        "Тариф «Бесплатный» допускает не больше 3 активных ключей AURA, а у вас их 3. "
+        "Отзовите ненужный ключ или смените тариф на странице оплаты."
+    ]
+    assert ApiKey.objects.filter(user=bob).count() == 3

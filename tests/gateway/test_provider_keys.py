@@ -166,3 +166,15 @@ def test_a_custom_servers_model_can_be_the_keys_only_allowed_one(alice, live_ser
     assert sdk.models.retrieve("local/llama3.3").id == "local/llama3.3"
     with pytest.raises(openai.PermissionDeniedError):
         sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_russian_account_gets_the_save_errors_in_russian_on_the_field_they_are_about(client, bob, upstream, settings):
+    settings.AURA_UPSTREAM_ALLOW_PRIVATE = False
+    client.force_login(bob)
+    response = add(client, upstream, base_url="http://93.184.215.14/v1")
+    russian = "Базовый URL должен начинаться с https://: AURA передаёт ваш ключ только по TLS."
+    assert response.context["form"].errors["base_url"] == [russian]
+    assert '<html lang="ru"' in response.content.decode()
+    response = add(client, upstream, provider="custom", base_url="", label="vllm")
+    assert "Для OpenAI-совместимого сервера нужно указать базовый URL." in response.content.decode()
+    assert not ProviderKey.objects.exists()

@@ -8,7 +8,7 @@ CommandError, which Django prints to stderr with a non-zero exit.
 from importlib import import_module
 
 from django.apps import apps
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, no_translations
 
 
 def _commands():
@@ -32,6 +32,7 @@ class Command(BaseCommand):
         for name, (help_text, add_arguments, _handle) in sorted(_commands().items()):
             add_arguments(subparsers.add_parser(name, help=help_text))
 
+    @no_translations  # the command line speaks English, whatever language a request left active in this thread
     def handle(self, *args, aura_command, **options):
         _help, _add, handle = _commands()[aura_command]
         try:
