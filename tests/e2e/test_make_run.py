@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import requests
 from openai import OpenAI
 
 from tests.conftest import free_port
@@ -84,6 +85,11 @@ def test_the_demo_answers_through_the_openai_sdk_and_stops_cleanly_on_ctrl_c(dem
     printed = log.read_text()
     assert f"AURA demo is ready: http://127.0.0.1:{port}/" in printed
     assert (tmp_path / ".env").read_text().startswith("# Written by `make run`")
+    # The demo runs with DEBUG off: AURA's own pages for a missing page, hashed static files served.
+    missing = requests.get(f"http://127.0.0.1:{port}/no-such-page/", timeout=10)
+    assert missing.status_code == 404 and "URLconf" not in missing.text and "<title>Not found" in missing.text
+    stylesheet = re.search(r'href="(/static/css/aura\.[0-9a-f]+\.css)"', requests.get(f"http://127.0.0.1:{port}/", timeout=10).text)
+    assert requests.get(f"http://127.0.0.1:{port}{stylesheet.group(1)}", timeout=10).status_code == 200
     key = re.search(r"AURA key:\s+(\S+)", printed).group(1)
     client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key)
 
