@@ -3,12 +3,26 @@ import threading
 from collections import deque
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aura.settings")
 
 app = Celery("aura")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _django_logging(**_options) -> None:
+    """The worker and beat log through Django's ``LOGGING``, whose handlers redact key-shaped text
+    (aura.logging) and withhold exception messages. Left to itself, Celery replaces the root
+    logger's handlers with its own, and a task that failed on a value logged it whole
+    (``raised unexpected: KeyError('sk-proj-…')``)."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
 
 _batches = threading.local()
 
