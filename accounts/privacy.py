@@ -41,7 +41,7 @@ def privacy_choices_set(*, user: User, restrict: bool, object_to_analytics: bool
 
 
 def deletion_request(*, user: User) -> None:
-    """Start the 30-day erasure: provider keys are crypto-shredded and AURA keys revoked at once."""
+    """Start the 30-day erasure: provider keys are crypto-shredded and deleted, AURA keys revoked, at once."""
     from gateway.services import api_key_revoke, data_key_shred
 
     with transaction.atomic():

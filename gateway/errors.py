@@ -41,3 +41,11 @@ def model_not_found(model: str) -> ApiError:
         "model_not_found",
         "model",
     )
+
+
+def provider_key_unreadable(provider: str) -> ApiError:
+    return invalid_request(
+        f"The stored {provider} key can no longer be decrypted (it was shredded). Replace it under Provider keys in the AURA cabinet.",
+        "model",
+        "provider_key_unreadable",
+    )

@@ -33,6 +33,7 @@ from .adapters import ADAPTERS
 from .adapters.base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, sse
 from .errors import ApiError
 from .providers import PROVIDERS, Provider
+from .vault import VaultError
 
 log = logging.getLogger(__name__)
 
@@ -722,11 +723,15 @@ def make_call(route: Route, body: dict, conversation: str | None = None) -> Call
     """
     stream = bool(body.get("stream"))
     include_usage = stream and bool((body.get("stream_options") or {}).get("include_usage"))
+    try:
+        secret = route.vault.reveal(route.key)
+    except VaultError:
+        raise errors.provider_key_unreadable(route.provider.name) from None
     return Call(
         steer_cache=conversation is not None,
         prompt_cache_key=f"aura-{conversation}" if conversation and route.provider.code == "openai" else None,
         base_url=route.base_url,
-        secret=route.vault.reveal(route.key),
+        secret=secret,
         upstream_model=route.model.upstream,
         body=body,
         stream=stream,

@@ -345,8 +345,12 @@ def sealed_vault(user_id: int, cached=None) -> SealedVault | None:
 
 
 def data_key_shred(*, user) -> None:
-    """Destroy the user's data key: every provider key ciphertext, anywhere, becomes noise."""
-    DataKey.objects.filter(user_id=user.pk).delete()
+    """Destroy the user's data key: every provider key ciphertext, anywhere (backups too), becomes
+    noise. The rows go with it: kept, they would still be listed and block adding the provider
+    again, and a data key made later for a new key would be tried on them."""
+    with transaction.atomic():
+        DataKey.objects.filter(user_id=user.pk).delete()
+        ProviderKey.objects.filter(user_id=user.pk).delete()
     cache.delete(_vault_cache_key(user.pk))
 
 
@@ -360,7 +364,11 @@ def vault_rotate() -> int:
             old = vault.unwrap_data_key(bytes(locked.wrapped), user_id=user.pk, version=locked.master_version)
             new = vault.new_data_key()
             for key in ProviderKey.objects.select_for_update().filter(user=user):
-                secret = vault.decrypt_secret(bytes(key.ciphertext), dek=old, user_id=user.pk, record_id=key.pk)
+                try:
+                    secret = vault.decrypt_secret(bytes(key.ciphertext), dek=old, user_id=user.pk, record_id=key.pk)
+                except vault.VaultError:  # already noise (shredded before its rows were deleted with the data key)
+                    log.warning("vault-rotate: provider key %s does not open with its account's data key; left as it is", key.pk)
+                    continue
                 key.ciphertext = vault.encrypt_secret(secret, dek=new, user_id=user.pk, record_id=key.pk)
                 key.save(update_fields=["ciphertext"])
             locked.master_version, locked.wrapped = vault.wrap_data_key(new, user_id=user.pk)

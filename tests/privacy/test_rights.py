@@ -5,11 +5,14 @@ import re
 import zipfile
 from io import BytesIO
 
+import openai
+import pytest
 from django.core import mail
+from openai import OpenAI
 
 from accounts.models import DataExport, User
 from gateway import services
-from gateway.models import ApiKey, DataKey
+from gateway.models import ApiKey, DataKey, ProviderKey
 from tests.conftest import PASSWORD
 
 
@@ -134,3 +137,35 @@ def test_a_built_export_is_announced_by_email(alice):
     export_build(export=DataExport.objects.create(user=alice))
     assert mail.outbox[-1].subject == "Your AURA data export is ready"
     assert "/settings/privacy/" in mail.outbox[-1].body
+
+
+def test_a_cancelled_deletion_leaves_no_shredded_provider_key_behind(alice_client, client, alice, alice_key, live_server, upstream):
+    """The shredded keys go with their data key: after recovering the account, the provider page is
+    empty, the same provider can be added again, and calls through it work."""
+    alice_client.post("/settings/privacy/delete/", {"password": PASSWORD, "confirm": "on"})
+    assert not ProviderKey.objects.filter(user=alice).exists()
+    client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
+    assert "••••6789" not in client.get("/providers/").content.decode()
+    response = client.post(
+        "/providers/", {"provider": "openai", "api_key": "sk-again-0123456789", "base_url": f"{upstream.url}/v1", "label": ""}
+    )
+    assert response.status_code == 302 and ProviderKey.objects.filter(user=alice, provider="openai").count() == 1
+    _key, secret = services.api_key_issue(user=alice, name="after")
+    sdk = OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0, timeout=20)
+    assert sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]).choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as refused:  # its Anthropic key was shredded and not added again
+        sdk.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.body["code"] == "provider_key_missing"
+
+
+def test_a_key_left_from_an_earlier_data_key_is_a_clear_error_and_rotation_passes_it(alice, alice_key, live_server, upstream):
+    """Rows shredded before they were deleted with their data key (as deletion requests did before
+    2026-11-29) no longer open once a new data key exists: a 400 saying to replace the key, not a 500."""
+    DataKey.objects.filter(user=alice).delete()  # the data key alone, as the old shred did
+    services.provider_key_save(user=alice, provider="mistral", api_key="sk-new-0123456789", base_url=f"{upstream.url}/v1")
+    sdk = OpenAI(base_url=f"{live_server.url}/v1", api_key=alice_key, max_retries=0, timeout=20)
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.body["code"] == "provider_key_unreadable" and "Replace it under Provider keys" in refused.value.body["message"]
+    assert services.vault_rotate() == 1  # the account's readable key re-encrypted, the noise passed over
+    assert sdk.chat.completions.create(model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}]).choices
