@@ -169,6 +169,15 @@ def session_rekeyed(*, previous: str | None, current: str | None) -> None:
         UserSession.objects.filter(session_key=previous).update(session_key=current)
 
 
+def sessions_live(*, user: User):
+    """The account's signed-in browsers whose session has not expired (an expired one's row waits
+    for the purge-logs job, but it is no longer signed in)."""
+    from django.contrib.sessions.models import Session
+
+    live = Session.objects.filter(expire_date__gt=timezone.now()).values("session_key")
+    return user.browser_sessions.filter(session_key__in=live)
+
+
 def session_end(*, session: UserSession) -> None:
     _store()(session_key=session.session_key).delete()
     session.delete()

@@ -1,6 +1,6 @@
 """Login history: Django's own auth signals are the one place every login passes."""
 
-from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from .models import User
@@ -26,6 +26,16 @@ def record_login(sender, request, user, **kwargs):
             request,
             _("Welcome back! Your account deletion is canceled. Add your provider keys and issue a new AURA key to use the API again."),
         )
+
+
+@receiver(user_logged_out)
+def forget_browser(sender, request, user, **kwargs):
+    """A browser that logged out is no longer a signed-in one: it leaves the sessions list at once."""
+    key = getattr(getattr(request, "session", None), "session_key", None)
+    if key:
+        from .models import UserSession
+
+        UserSession.objects.filter(session_key=key).delete()
 
 
 @receiver(user_login_failed)

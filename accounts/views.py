@@ -144,7 +144,7 @@ def _render_settings(request, *, profile_form=None, password_form=None, status=2
         ),
         "password_form": password_form or PasswordChangeForm(request.user),
         "login_events": request.user.login_events.all()[:20],
-        "browser_sessions": request.user.browser_sessions.all(),
+        "browser_sessions": security.sessions_live(user=request.user),
         "current_session": request.session.session_key,
         "two_factor": security.has_two_factor(request.user),
     }

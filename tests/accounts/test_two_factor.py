@@ -2,7 +2,9 @@ import re
 import time
 
 import pyotp
+from django.contrib.sessions.models import Session
 from django.core import mail
+from django.utils import timezone
 
 from accounts import security
 from accounts.models import LoginEvent, RecoveryCode, TwoFactor, UserSession
@@ -153,3 +155,17 @@ def test_the_seed_being_enrolled_is_not_stored_in_plaintext(alice_client):
     assert secret in alice_client.get("/settings/2fa/").content.decode()  # the same enrolment on reload
     stored = "".join(str(s.get_decoded()) + s.session_data for s in Session.objects.all())
     assert secret not in stored
+
+
+def test_a_browser_that_logged_out_or_expired_leaves_the_sessions_list(client, alice):
+    other = client.__class__()
+    login(other)
+    login(client)
+    assert client.get("/settings/").content.decode().count("last seen") == 2
+    other.post("/logout/")
+    assert UserSession.objects.filter(user=alice).count() == 1
+    assert client.get("/settings/").content.decode().count("last seen") == 1
+    third = client.__class__()
+    login(third)
+    Session.objects.filter(session_key=third.session.session_key).update(expire_date=timezone.now())
+    assert client.get("/settings/").content.decode().count("last seen") == 1  # its row waits for purge-logs, unlisted
