@@ -46,6 +46,7 @@ def as_csv(rows: list[dict], columns: list[str]) -> str:
 def collect(user) -> dict:
     """This app's part: (name -> (description, content))."""
     events = list(user.login_events.values("created", "succeeded", "ip", "browser", "os"))
+    browsers = list(user.browser_sessions.values("created", "last_seen", "ip", "device"))
     return {
         "profile.json": (
             "your profile: email, display name, language, theme, dates",
@@ -75,6 +76,10 @@ def collect(user) -> dict:
         "login_history.csv": (
             "every login attempt kept (14 days): time, result, IP, browser, OS",
             as_csv(events, ["created", "succeeded", "ip", "browser", "os"]),
+        ),
+        "signed_in_browsers.csv": (
+            "each browser signed in to your account: when it signed in, when it was last seen, its IP and device",
+            as_csv(browsers, ["created", "last_seen", "ip", "device"]),
         ),
     }
 

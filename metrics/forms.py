@@ -1,4 +1,5 @@
 from datetime import date, timedelta
+from decimal import Decimal
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -107,7 +108,7 @@ class AlertSettingsForm(forms.Form):
     monthly_budget_usd = forms.DecimalField(
         label=_("Monthly budget for the account (USD)"),
         required=False,
-        min_value=0.01,
+        min_value=Decimal("0.01"),
         max_digits=12,
         decimal_places=2,
         help_text=_("What your providers bill for calls through AURA in a calendar month. Leave empty for no budget."),
@@ -131,7 +132,7 @@ class AlertSettingsForm(forms.Form):
             self.fields[f"key_{key.pk}"] = forms.DecimalField(
                 label=_("Monthly budget for the key “%(name)s” (USD)") % {"name": key.name},
                 required=False,
-                min_value=0.01,
+                min_value=Decimal("0.01"),
                 max_digits=12,
                 decimal_places=2,
             )

@@ -57,3 +57,13 @@ def test_another_accounts_key_cannot_get_a_budget(alice_client, bob_api_key):
 
 def test_the_page_needs_a_login(client):
     assert client.get("/settings/alerts/").status_code == 302
+
+
+def test_the_smallest_budget_the_form_offers_is_accepted_and_below_it_refused(alice_client, alice, alice_api_key):
+    response = alice_client.post("/settings/alerts/", {**VALID, "monthly_budget_usd": "0.01", f"key_{alice_api_key.pk}": "0.01"})
+    assert response.status_code == 302
+    assert AlertSettings.objects.get(user=alice).monthly_budget_usd == Decimal("0.01")
+    assert KeyBudget.objects.get().monthly_budget_usd == Decimal("0.01")
+    page = alice_client.post("/settings/alerts/", {**VALID, "monthly_budget_usd": "0"}).content.decode()
+    assert "Ensure this value is greater than or equal to 0.01." in page
+    assert 'min="0.01"' in page

@@ -65,6 +65,7 @@ def test_export_builds_a_zip_with_a_readme_and_no_secrets(alice_client, alice, u
         "transactions.csv",
         "usage_records.csv",
         "privacy_choices.json",
+        "signed_in_browsers.csv",
     } <= names
     readme = archive.read("README.txt").decode()
     assert all(name in readme for name in names - {"README.txt"})
@@ -72,6 +73,8 @@ def test_export_builds_a_zip_with_a_readme_and_no_secrets(alice_client, alice, u
     assert secret.encode() not in everything and b"sk-openai-secret" not in everything and b"CANARY-export-prompt" not in everything
     assert json.loads(archive.read("provider_keys.json"))[0]["last4"] == "6789"
     assert json.loads(archive.read("profile.json"))["email"] == "alice@example.org"
+    browsers = archive.read("signed_in_browsers.csv").decode().splitlines()
+    assert browsers[0] == "created,last_seen,ip,device" and len(browsers) == 1 + alice.browser_sessions.count() > 1
 
 
 def test_one_export_at_a_time_and_rate_limited(alice_client):
