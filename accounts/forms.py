@@ -63,6 +63,14 @@ class CodeForm(forms.Form):
     )
 
 
+class SetupCodeForm(CodeForm):
+    """Turning two-factor on: there are no recovery codes yet, only the app's code."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["code"].label = _("Code from your authenticator app")
+
+
 class PasswordAndCodeForm(forms.Form):
     password = forms.CharField(
         label=_("Your password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})

@@ -19,7 +19,7 @@ from django_ratelimit.decorators import ratelimit
 from aura.notices import redirect_with_notice
 
 from . import security, services
-from .forms import CodeForm, LoginForm, PasswordAndCodeForm, ProfileForm, ResetForm, SignupForm, ThemeForm
+from .forms import CodeForm, LoginForm, PasswordAndCodeForm, ProfileForm, ResetForm, SetupCodeForm, SignupForm, ThemeForm
 from .models import User, UserSession
 
 
@@ -234,7 +234,7 @@ def two_factor_settings(request):
     context = {"enabled": enabled, "remaining": user.recovery_codes.filter(used__isnull=True).count()}
     if not enabled:
         secret = security.pending_secret(request, user)
-        form = CodeForm(request.POST if request.method == "POST" else None)
+        form = SetupCodeForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             if security.verify_setup_code(secret, form.cleaned_data["code"]):
                 codes = security.two_factor_enable(user=user, secret=secret, request=request)

@@ -24,6 +24,7 @@ def _django_logging(**_options) -> None:
 
     dictConfig(settings.LOGGING)
 
+
 _batches = threading.local()
 
 

@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy
+
 
 @dataclass(frozen=True)
 class Provider:
@@ -28,4 +30,6 @@ PROVIDERS = {
         Provider("custom", "OpenAI-compatible server", "openai", ""),
     ]
 }
-PROVIDER_CHOICES = [(p.code, p.name) for p in PROVIDERS.values()]
+# The names as the cabinet shows them: only the custom server's is a description, in the reader's language
+# (``Provider.name`` stays English: /v1's error messages use it).
+PROVIDER_CHOICES = [(p.code, gettext_lazy("OpenAI-compatible server") if p.code == "custom" else p.name) for p in PROVIDERS.values()]

@@ -169,3 +169,8 @@ def test_a_browser_that_logged_out_or_expired_leaves_the_sessions_list(client, a
     login(third)
     Session.objects.filter(session_key=third.session.session_key).update(expire_date=timezone.now())
     assert client.get("/settings/").content.decode().count("last seen") == 1  # its row waits for purge-logs, unlisted
+
+
+def test_turning_it_on_asks_only_for_the_apps_code(alice_client):
+    page = alice_client.get("/settings/2fa/").content.decode()
+    assert "Code from your authenticator app</label>" in page and "or a recovery code" not in page

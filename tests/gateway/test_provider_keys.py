@@ -175,6 +175,7 @@ def test_a_russian_account_gets_the_save_errors_in_russian_on_the_field_they_are
     russian = "Базовый URL должен начинаться с https://: AURA передаёт ваш ключ только по TLS."
     assert response.context["form"].errors["base_url"] == [russian]
     assert '<html lang="ru"' in response.content.decode()
+    assert '<option value="custom">OpenAI-совместимый сервер</option>' in client.get("/providers/").content.decode()
     response = add(client, upstream, provider="custom", base_url="", label="vllm")
     assert "Для OpenAI-совместимого сервера нужно указать базовый URL." in response.content.decode()
     assert not ProviderKey.objects.exists()

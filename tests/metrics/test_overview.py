@@ -24,6 +24,7 @@ def seed(alice, key):
 def test_a_new_account_sees_how_to_get_started(alice_client):
     page = alice_client.get("/dashboard/").content.decode()
     assert "Get started" in page and "Welcome, Alice" in page and "dashboard-data" not in page
+    assert 'api_key="aura_…")' in page  # the prefix real keys have
 
 
 def test_every_card_shows_this_months_numbers(alice_client, alice, alice_api_key):
