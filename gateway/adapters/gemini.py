@@ -7,8 +7,10 @@ proxy or access log could keep it.
 import base64
 import hashlib
 import json
+import mimetypes
 import struct
 import time
+from urllib.parse import urlsplit
 
 from .base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
 
@@ -43,8 +45,12 @@ def _parts(content) -> list[dict]:
             if url.startswith("data:"):
                 header, _, data = url.partition(",")
                 parts.append({"inlineData": {"mimeType": header[5:].split(";")[0] or "image/png", "data": data}})
-            else:
-                parts.append({"fileData": {"fileUri": url, "mimeType": "image/*"}})
+            else:  # Gemini fetches public and signed https URLs itself; a wildcard type is not one it takes
+                file_data = {"fileUri": url}
+                guessed = mimetypes.guess_type(urlsplit(url).path)[0]
+                if guessed and guessed.startswith("image/"):
+                    file_data["mimeType"] = guessed
+                parts.append({"fileData": file_data})
         else:
             raise AdapterError(f"Gemini models cannot take content parts of type {part.get('type')!r}.", "messages")
     return parts

@@ -124,3 +124,19 @@ def test_a_gemini_key_rejected_with_400_says_to_replace_it(live_server, alice, u
         timeout=10,
     )
     assert response.status_code == 400 and response.json()["error"]["code"] == "provider_key_rejected"
+
+
+def test_images_become_inline_data_or_a_url_gemini_fetches(sdk, upstream):
+    """A data URL goes inline; an https URL as fileData, which Gemini fetches itself (public and signed
+    URLs, since January 2026), with the type its path names, never a wildcard Gemini would refuse."""
+    images = [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,QUJD"}},
+        {"type": "image_url", "image_url": {"url": "https://example.org/cat.jpg?sig=abc"}},
+        {"type": "image_url", "image_url": {"url": "https://example.org/render?id=7"}},
+    ]
+    content = [{"type": "text", "text": "what"}, *images]
+    sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": content}])
+    parts = upstream.requests[-1]["json"]["contents"][0]["parts"]
+    assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": "QUJD"}}
+    assert parts[2] == {"fileData": {"fileUri": "https://example.org/cat.jpg?sig=abc", "mimeType": "image/jpeg"}}
+    assert parts[3] == {"fileData": {"fileUri": "https://example.org/render?id=7"}}
