@@ -99,7 +99,7 @@ def test_two_factor_login_takes_a_code_or_a_recovery_code(page, dana):
     expect(page.locator(".qr svg")).to_be_visible()
     secret = page.locator("main code").inner_text().strip()
     totp = pyotp.TOTP(secret)
-    page.get_by_label("Code from your authenticator app, or a recovery code").fill(totp.now())
+    page.get_by_label("Code from your authenticator app").fill(totp.now())
     page.get_by_role("button", name="Turn on").click()
     expect(page.get_by_role("heading", name="Your recovery codes")).to_be_visible()
     codes = page.locator("ul.codes code")
