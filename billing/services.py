@@ -27,6 +27,11 @@ class EventError(ValueError):
     """A verified event that cannot be applied; the reason is stored on the event."""
 
 
+# Subscription statuses under which the account has its plan (selectors.current_plan), and those
+# under which it has none: an ended subscription never replaces a running one.
+PAYING = ("active", "trialing", "past_due")
+
+
 def _time(value) -> datetime | None:
     if not value:
         return None
@@ -87,27 +92,38 @@ def event_receive(*, payload, body_digest: str) -> tuple[WebhookEvent, bool]:
 
 
 def event_process(*, event: WebhookEvent) -> None:
-    """Apply one stored event. Safe to run twice: a processed event is skipped."""
-    if event.status != WebhookEvent.RECEIVED:
-        return
-    handler = HANDLERS.get(event.event_type.split(".")[0])
-    try:
-        if handler is None or event.event_type not in KNOWN:
-            event.status = WebhookEvent.IGNORED
-        else:
-            if event.occurred_at is None:
-                raise EventError("missing or malformed occurred_at")
-            data = (event.payload or {}).get("data")
-            if not isinstance(data, dict):
-                raise EventError("missing data object")
-            with transaction.atomic():
-                handler(event, data)
-            event.status = WebhookEvent.PROCESSED
-    except EventError as error:
-        event.status, event.error = WebhookEvent.FAILED, str(error)[:300]
-        log.warning("Paddle event %s (%s) failed: %s", event.event_id, event.event_type, event.error)
-    event.processed = timezone.now()
-    event.save(update_fields=["status", "error", "processed"])
+    """Apply one stored event. Safe to run twice, at once too: a processed event is skipped, and the
+    event's row is locked while it is applied.
+
+    A payload of the wrong shape (a string where Paddle sends an object) fails the event with its
+    reason, as a missing field does. Anything else (the database or the broker down) leaves it
+    received and raises, so that it is applied when Paddle delivers it again or the task runs again.
+    """
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().get(pk=event.pk)
+        if event.status != WebhookEvent.RECEIVED:
+            return
+        handler = HANDLERS.get(event.event_type.split(".")[0])
+        try:
+            if handler is None or event.event_type not in KNOWN:
+                event.status = WebhookEvent.IGNORED
+            else:
+                if event.occurred_at is None:
+                    raise EventError("missing or malformed occurred_at")
+                data = (event.payload or {}).get("data")
+                if not isinstance(data, dict):
+                    raise EventError("missing data object")
+                with transaction.atomic():
+                    try:
+                        handler(event, data)
+                    except (AttributeError, TypeError, KeyError, IndexError) as error:
+                        raise EventError(f"malformed event data ({type(error).__name__})") from None
+                event.status = WebhookEvent.PROCESSED
+        except EventError as error:
+            event.status, event.error = WebhookEvent.FAILED, str(error)[:300]
+            log.warning("Paddle event %s (%s) failed: %s", event.event_id, event.event_type, event.error)
+        event.processed = timezone.now()
+        event.save(update_fields=["status", "error", "processed"])
 
 
 def _subscription_event(event: WebhookEvent, data: dict) -> None:
@@ -116,11 +132,22 @@ def _subscription_event(event: WebhookEvent, data: dict) -> None:
     subscription = Subscription.objects.select_for_update().filter(paddle_subscription_id=data["id"]).first()
     if subscription and subscription.state_at >= event.occurred_at:
         return  # an older (or the same) state arrived late: newer state stands
+    other = Subscription.objects.select_for_update().filter(user=user).exclude(paddle_subscription_id=data["id"]).first()
+    if other is not None and (other.state_at >= event.occurred_at or (data["status"] not in PAYING and other.status in PAYING)):
+        # About a subscription the account has since replaced (a late delivery, a retry), or the end
+        # of one while another runs: the account's own subscription stands.
+        log.info("Paddle event %s is about subscription %s, not the account's current one: kept as it is", event.event_id, data["id"])
+        return
     previous_plan = subscription.plan if subscription else FREE.code
     previous_status = subscription.status if subscription else None
+    previous_change = (subscription.scheduled_change if subscription else None) or {}
     items = data.get("items") or []
     price_id = ((items[0].get("price") or {}).get("id") or items[0].get("price_id") or "") if items else ""
     plan = plan_for_price(price_id)
+    if plan is None and data["status"] in PAYING:
+        # A paying subscription on a price this AURA does not know (PADDLE_PRICE_PRO / _TEAM unset or
+        # changed): failing it, with its reason, beats keeping a paying customer on the wrong plan.
+        raise EventError(f"unknown price id {str(price_id)[:40] or '(none)'}: set PADDLE_PRICE_PRO / PADDLE_PRICE_TEAM")
     period = data.get("current_billing_period") or {}
     subscription = subscription or Subscription(paddle_subscription_id=data["id"], user=user)
     Subscription.objects.filter(user=user).exclude(paddle_subscription_id=data["id"]).delete()  # one subscription per account
@@ -141,19 +168,22 @@ def _subscription_event(event: WebhookEvent, data: dict) -> None:
     subscription.state_at = event.occurred_at
     subscription.save()
     forget_plan(user.pk)
-    _notify_subscription_change(subscription, previous_plan, previous_status, event)
+    _notify_subscription_change(subscription, previous_plan, previous_status, previous_change, event)
 
 
-def _notify_subscription_change(subscription: Subscription, previous_plan: str, previous_status: str | None, event: WebhookEvent) -> None:
+def _notify_subscription_change(
+    subscription: Subscription, previous_plan: str, previous_status: str | None, previous_change: dict, event: WebhookEvent
+) -> None:
     from .tasks import send_billing_email_task
 
     def later(kind):
         transaction.on_commit(lambda: send_billing_email_task.delay(subscription.user_id, kind, event.pk))
 
+    change = subscription.scheduled_change or {}
     if subscription.status == "canceled" and previous_status != "canceled":
         later("subscription-canceled")
-    elif (subscription.scheduled_change or {}).get("action") == "cancel" and event.event_type == "subscription.updated":
-        later("subscription-ending")
+    elif change.get("action") == "cancel" and event.event_type == "subscription.updated" and previous_change != change:
+        later("subscription-ending")  # once per scheduled cancellation, not on every update while it stands
     elif previous_status is not None and subscription.plan != previous_plan:
         later("plan-changed")
 

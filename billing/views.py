@@ -171,7 +171,7 @@ def webhook(request):
         payload = json.loads(body)
     except ValueError:
         payload = None
-    event, created = services.event_receive(payload=payload, body_digest=hashlib.sha256(body).hexdigest())
-    if created and event.status == event.RECEIVED:
+    event, _created = services.event_receive(payload=payload, body_digest=hashlib.sha256(body).hexdigest())
+    if event.status == event.RECEIVED:  # new, or delivered again before it could be applied: apply it now
         process_webhook_event_task.delay_on_commit(event.pk)
     return HttpResponse(status=200)
