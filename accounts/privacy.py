@@ -50,9 +50,6 @@ def deletion_request(*, user: User) -> None:
         data_key_shred(user=user)
         for key in user.api_keys.filter(revoked__isnull=True):
             api_key_revoke(key=key)
-    from billing.tasks import cancel_subscription_task
-
-    transaction.on_commit(lambda: cancel_subscription_task.delay(user.pk))
     token = signing.dumps({"u": user.pk, "at": user.deletion_requested_at.isoformat()}, salt=CANCEL_SALT)
     send_email(
         "deletion-requested",
@@ -64,6 +61,12 @@ def deletion_request(*, user: User) -> None:
         },
         language=user.language,
     )
+    from billing.tasks import cancel_subscription_task
+
+    # Last, and robust: the deletion is done and its email (with the link that cancels it) sent,
+    # whatever happens to the cancellation at Paddle. With a broker it is queued and retried there;
+    # run in process (the embedded defaults), a Paddle that cannot be reached is logged, not a 500.
+    transaction.on_commit(lambda: cancel_subscription_task.delay(user.pk), robust=True)
 
 
 def deletion_cancel(*, user: User) -> bool:

@@ -172,3 +172,22 @@ def test_a_key_left_from_an_earlier_data_key_is_a_clear_error_and_rotation_passe
     assert refused.value.body["code"] == "provider_key_unreadable" and "Replace it under Provider keys" in refused.value.body["message"]
     assert services.vault_rotate() == 1  # the account's readable key re-encrypted, the noise passed over
     assert sdk.chat.completions.create(model="mistral-small-latest", messages=[{"role": "user", "content": "hi"}]).choices
+
+
+def test_deletion_is_confirmed_and_emailed_even_when_paddle_cannot_be_reached(transactional_db, alice_client, alice, settings):
+    """Run in process (the embedded defaults: no broker), the subscription's cancellation at Paddle
+    fails after its retries: the deletion still completes, with its page and its email."""
+    from aura.celery import app
+    from tests.conftest import free_port, subscribe
+
+    subscribe(alice, "pro")
+    settings.PADDLE_API_KEY, settings.PADDLE_API_URL = "pdl_sdbx_apikey_test", f"http://127.0.0.1:{free_port()}"
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    try:
+        response = alice_client.post("/settings/privacy/delete/", {"password": PASSWORD, "confirm": "on"})
+    finally:
+        app.conf.task_always_eager = eager
+    assert response.status_code == 200 and "Your account will be deleted" in response.content.decode()
+    assert mail.outbox[-1].subject == "Your AURA account will be deleted"
+    assert User.objects.get(pk=alice.pk).deletion_requested_at is not None
