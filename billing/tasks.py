@@ -5,6 +5,7 @@ from aura.emails import send_email
 
 from . import services
 from .models import Subscription, WebhookEvent
+from .plans import PLANS
 
 
 @shared_task(name="billing.process_webhook_event_task", acks_late=True)
@@ -37,7 +38,12 @@ def send_billing_email_task(user_id: int, kind: str, event_pk: int) -> None:
     send_email(
         f"billing-{kind}",
         to=user.email,
-        context={"user": user, "subscription": subscription, "billing_url": settings.SITE_URL + "/billing/"},
+        context={
+            "user": user,
+            "subscription": subscription,
+            "plan": PLANS.get(subscription.plan) if subscription else None,  # its name, in the user's language
+            "billing_url": settings.SITE_URL + "/billing/",
+        },
         language=user.language,
     )
     cache.set(sent_marker, 1, 7 * 24 * 3600)

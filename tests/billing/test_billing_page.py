@@ -134,3 +134,12 @@ def test_an_erased_accounts_subscription_is_cancelled_at_paddle_and_without_padd
     calls = len(paddle_api.calls)
     assert cancel_subscription_task.run(alice.pk) is None  # no Paddle on this AURA: nothing to cancel, no retry
     assert len(paddle_api.calls) == calls
+
+
+def test_billing_emails_name_the_plan_as_people_read_it(bob, alice):
+    subscribe(bob, "team")
+    send_billing_email_task.apply(args=[bob.pk, "plan-changed", 3])
+    assert "Тариф: Team" in mail.outbox[-1].body and "team" not in mail.outbox[-1].body.replace("Team", "")
+    subscribe(alice, "team", status="canceled")
+    send_billing_email_task.apply(args=[alice.pk, "subscription-canceled", 4])
+    assert "on the Free plan now" in mail.outbox[-1].body and "Plan:" not in mail.outbox[-1].body
