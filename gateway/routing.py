@@ -325,9 +325,8 @@ def plan(caller, vault, name: str, needs: Needs, conversation: str, resolve) -> 
     else:
         model, key = resolve(name)
         if not (allowed(caller, model.id) or allowed(caller, name)):  # (a custom server's model: by label/model)
-            raise errors.ApiError(
-                403, f"This AURA key is not allowed to use '{model.id}'.", "permission_error", "model_not_allowed", "model"
-            )
+            shown = (name if "/" in name else model.id)[:120]  # as asked: a custom server's model by its label
+            raise errors.ApiError(403, f"This AURA key is not allowed to use '{shown}'.", "permission_error", "model_not_allowed", "model")
         choices = [Choice(model, key, "explicit")]
     for fallback in caller.fallback_models:
         if any(c.model.id == fallback for c in choices):

@@ -220,3 +220,10 @@ def test_balanced_prefers_the_provider_the_aggregates_show_healthy(call, upstrea
     response = call({"model": "auto"})
     assert response.headers["x-aura-route-reason"] == "auto:balanced"
     assert catalog.load().models[response.headers["x-aura-model"]].provider != cheapest_model.provider
+
+
+def test_a_refused_custom_servers_model_is_named_as_asked(call, upstream, key, alice):
+    services.provider_key_save(user=alice, provider="custom", api_key="sk-local-0123456789", base_url=f"{upstream.url}/v1", label="slow2")
+    services.api_key_configure(key=key, allowed_models=["gemini-2.5-flash"])
+    refused = call({"model": "slow2/gpt-4o-mini"})
+    assert refused.status_code == 403 and refused.json()["error"]["message"] == "This AURA key is not allowed to use 'slow2/gpt-4o-mini'."
