@@ -99,12 +99,11 @@
       });
     }
 
-    var select = document.querySelector("select[data-autosubmit]");
-    if (select && !window.auraReloading) {
-      store("aura-language", select.value);
-      select.addEventListener("change", function () {
-        store("aura-language", select.value);
-        select.form.submit();
+    var languageForm = document.querySelector("form[data-language-form]");
+    if (languageForm && !window.auraReloading) {
+      store("aura-language", document.documentElement.lang);
+      languageForm.addEventListener("submit", function (event) {
+        if (event.submitter && event.submitter.value) { store("aura-language", event.submitter.value); }
       });
     }
   });

@@ -178,6 +178,13 @@ def test_the_settings_page_saves_every_setting(alice_client, alice):
     assert "lossy" in alice_client.get(f"/keys/{key.pk}/").content.decode()
 
 
+def test_the_settings_radio_groups_are_fieldsets_named_by_their_legend(alice_client, alice):
+    key, _secret = services.api_key_issue(user=alice, name="k")
+    page = alice_client.get(f"/keys/{key.pk}/").content.decode()
+    assert "<legend>Prompt compression</legend>" in page and "<legend>Routing policy for model “auto”</legend>" in page
+    assert '<label for="">' not in page
+
+
 def test_unknown_models_are_a_form_error(alice_client, alice):
     key, _secret = services.api_key_issue(user=alice, name="k")
     data = {
