@@ -4,8 +4,12 @@ import logging
 import smtplib
 
 from django.conf import settings
+from django.http import HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import render
+from django.templatetags.static import static
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import cache_control
+from django.views.decorators.http import require_safe
 from django_ratelimit.decorators import ratelimit
 
 from accounts.forms import ContactForm
@@ -17,6 +21,30 @@ log = logging.getLogger(__name__)
 
 def landing(request):
     return render(request, "site/landing.html")
+
+
+# The public pages are for search engines; the cabinet, the API and the account links are not.
+ROBOTS = """User-agent: *
+Allow: /$
+Allow: /pricing/
+Allow: /privacy/
+Allow: /terms/
+Allow: /contact/
+Disallow: /
+"""
+
+
+@require_safe
+@cache_control(max_age=86400, public=True)
+def robots(request):
+    return HttpResponse(ROBOTS, content_type="text/plain; charset=utf-8")
+
+
+@require_safe
+@cache_control(max_age=86400, public=True)
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever the page links: the site's icon is an SVG."""
+    return HttpResponsePermanentRedirect(static("img/favicon.svg"))
 
 
 def privacy(request):

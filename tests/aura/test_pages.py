@@ -94,3 +94,19 @@ def test_the_login_form_is_rate_limited(client, alice):
     limited = [r for r in responses if r.status_code == 429]
     assert limited
     assert "You tried this too many times" in limited[0].content.decode()
+
+
+def test_robots_txt_opens_the_public_pages_only_and_favicon_ico_finds_the_icon(client, db):
+    robots = client.get("/robots.txt")
+    assert robots.status_code == 200 and robots["Content-Type"] == "text/plain; charset=utf-8"
+    lines = robots.content.decode().splitlines()
+    assert "Allow: /pricing/" in lines and "Allow: /privacy/" in lines and lines[-1] == "Disallow: /"
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 301 and icon["Location"].startswith("/static/img/favicon") and icon["Location"].endswith(".svg")
+    assert client.get(icon["Location"]).status_code == 200
+    assert client.post("/robots.txt").status_code == 405
+
+
+def test_pages_describe_themselves_in_the_readers_language(client, db):
+    assert '<meta name="description" content="AURA cuts your LLM bill:' in client.get("/").content.decode()
+    assert '<meta name="description" content="AURA снижает счёт за LLM:' in client.get("/?lang=ru").content.decode()
