@@ -391,7 +391,9 @@ def touch_key(key_id: int) -> None:
 
 
 def _reset(seconds: float) -> str:
-    """OpenAI's duration format for x-ratelimit-reset-*: 1s, 6m0s, 20ms."""
+    """OpenAI's duration format for x-ratelimit-reset-*: 1s, 6m0s, 20ms (0s: nothing used)."""
+    if seconds <= 0:
+        return "0s"
     if seconds < 1:
         return f"{max(int(seconds * 1000), 1)}ms"
     minutes, rest = divmod(int(math.ceil(seconds)), 60)
@@ -418,6 +420,16 @@ def _refill(limit: int, used: float, cur: int, into: float) -> float:
     return left + 60 * (1 - max(room, 0) / cur)
 
 
+def _until_reset(limit: int, used: float, cur: int, into: float) -> float:
+    """OpenAI's x-ratelimit-reset-*: the time until the limit is back to its initial state. A window's
+    use fades at the limit's own rate (a full window empties in a minute), so what is used takes
+    ``used / limit`` of a minute; when the window is full, at least until it has room again."""
+    if used <= 0:
+        return 0.0
+    full = _refill(limit, used, cur, into) if used > limit - 1 else 0.0
+    return max(used * 60 / limit, full)
+
+
 def headers(limits: Limits, counts: Counts) -> dict:
     ar, kr, at, kt = counts.current
     r_limit, r_used, r_cur = _binding([(limits.rpm, counts.rpm, ar), (limits.key_rpm, counts.key_rpm, kr)])
@@ -425,10 +437,10 @@ def headers(limits: Limits, counts: Counts) -> dict:
     return {
         "x-ratelimit-limit-requests": str(r_limit),
         "x-ratelimit-remaining-requests": str(max(r_limit - math.ceil(r_used), 0)),
-        "x-ratelimit-reset-requests": _reset(_refill(r_limit, r_used, r_cur, counts.into)),
+        "x-ratelimit-reset-requests": _reset(_until_reset(r_limit, r_used, r_cur, counts.into)),
         "x-ratelimit-limit-tokens": str(t_limit),
         "x-ratelimit-remaining-tokens": str(max(t_limit - t_used, 0)),
-        "x-ratelimit-reset-tokens": _reset(_refill(t_limit, t_used, t_cur, counts.into) if t_used >= t_limit else 0.001),
+        "x-ratelimit-reset-tokens": _reset(_until_reset(t_limit, t_used, t_cur, counts.into)),
     }
 
 

@@ -235,3 +235,20 @@ def test_retry_after_is_when_a_full_window_has_room_again(counters, alice, monke
     assert status == 429 and retry_after == 30
     assert call(minute + 90 + retry_after - 1)[0] == 429
     assert call(minute + 90 + retry_after) == (200, None)
+
+
+def test_reset_headers_say_when_the_window_is_back_to_its_initial_state():
+    """OpenAI's meaning: the time until the limit resets to its initial state. A window's use fades at
+    the limit's rate, so 3 of 600 requests take 0.3 s and 28 of 40 tokens 42 s; a full window takes
+    at least until it has room again; nothing used is 0s."""
+
+    def reset(rpm, used_requests, tpm, used_tokens, current=(0, 0, 0, 0), into=10.0):
+        counts = limits.Counts(200, used_requests, 0, used_tokens, 0, 0, 0, False, {}, current, into)
+        found = limits.headers(limits.Limits(rpm, 0, tpm, 0, 0, 0), counts)
+        return found["x-ratelimit-reset-requests"], found["x-ratelimit-reset-tokens"]
+
+    assert reset(600, 3, 40, 28, current=(3, 0, 28, 0)) == ("300ms", "42s")
+    assert reset(600, 0, 40, 0) == ("0s", "0s")
+    # Full, all of it counted this minute, 10 s in: room again only as this minute's count fades.
+    requests_reset, tokens_reset = reset(3, 3, 1000, 0, current=(3, 0, 0, 0))
+    assert requests_reset == "1m10s" and tokens_reset == "0s"
