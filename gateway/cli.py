@@ -6,6 +6,7 @@ from django.core.management.base import CommandError
 from accounts.models import User
 
 from . import services
+from .forms import ProviderKeyForm
 from .mock_provider import add_arguments as _mock_provider_args
 from .mock_provider import serve as _mock_provider
 from .models import ProviderKey
@@ -33,23 +34,31 @@ def _key_issue(options, out):
 
 
 def _provider_add_args(parser):
-    parser.add_argument("--email", required=True)
-    parser.add_argument("--provider", required=True, choices=sorted(PROVIDERS))
-    parser.add_argument("--api-key", required=True)
-    parser.add_argument("--base-url", default="")
-    parser.add_argument("--label", default="")
+    parser.add_argument("--email", required=True, help="the account's email")
+    parser.add_argument("--provider", required=True, choices=sorted(PROVIDERS), help="custom: any OpenAI-compatible server")
+    parser.add_argument(
+        "--api-key", required=True, help="the provider's key (stored encrypted; replaces one with the same provider and label)"
+    )
+    parser.add_argument("--base-url", default="", help="a custom server's /v1 URL, or a provider's regional endpoint")
+    parser.add_argument("--label", default="", help="letters, digits, - and _; a custom server's models are called label/model")
 
 
 def _provider_add(options, out):
     user = _user(options["email"])
-    existing = ProviderKey.objects.filter(user=user, provider=options["provider"], label=options["label"]).first()
+    # The cabinet's own form: what it refuses, the command line refuses too, with the same reasons.
+    form = ProviderKeyForm({name: options[name] for name in ("provider", "api_key", "base_url", "label")})
+    if not form.is_valid():
+        reasons = [f"--{name.replace('_', '-')}: {message}" for name, messages in form.errors.items() for message in messages]
+        raise CommandError(" ".join(reasons))
+    data = form.cleaned_data
+    existing = ProviderKey.objects.filter(user=user, provider=data["provider"], label=data["label"]).first()
     try:
         key = services.provider_key_save(
             user=user,
-            provider=options["provider"],
-            api_key=options["api_key"],
-            base_url=options["base_url"],
-            label=options["label"],
+            provider=data["provider"],
+            api_key=data["api_key"],
+            base_url=data["base_url"],
+            label=data["label"],
             instance=existing,
         )
     except services.ProviderKeyError as error:

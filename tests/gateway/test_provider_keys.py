@@ -140,6 +140,21 @@ def test_the_cli_refuses_a_custom_server_without_url(alice):
         call_command("aura", "provider-add", "--email", "alice@example.org", "--provider", "custom", "--api-key", "sk-xxxxxxxxxxxx")
 
 
+def test_the_cli_refuses_what_the_cabinet_refuses(alice, upstream):
+    """The cabinet's own form checks the command line's options: a custom server needs a label, a
+    label is a slug, a URL is a URL."""
+    base = ["aura", "provider-add", "--email", "alice@example.org", "--api-key", "sk-xxxxxxxxxxxx"]
+    with pytest.raises(CommandError, match="--label: Give the server a label"):
+        call_command(*base, "--provider", "custom", "--base-url", f"{upstream.url}/v1")
+    with pytest.raises(CommandError, match="--label: Enter a valid “slug”"):
+        call_command(*base, "--provider", "custom", "--base-url", f"{upstream.url}/v1", "--label", "my server")
+    with pytest.raises(CommandError, match="--base-url: Enter a valid URL"):
+        call_command(*base, "--provider", "openai", "--base-url", "not a url")
+    assert not ProviderKey.objects.exists()
+    call_command(*base, "--provider", "custom", "--base-url", f"{upstream.url}/v1", "--label", "vllm", stdout=StringIO())
+    assert ProviderKey.objects.get().label == "vllm"
+
+
 def test_a_custom_server_is_called_by_its_label(alice, live_server, upstream):
     from openai import OpenAI
 
