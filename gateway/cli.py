@@ -66,6 +66,17 @@ def _provider_add(options, out):
     status = services.provider_key_check(key=key)
     verb = "replaced" if existing else "added"
     out.write(f"{verb} {key.provider} key {key.masked} ({services.CHECK_MESSAGES[status]})")
+    _note_process_cache(out)
+
+
+def _note_process_cache(out) -> None:
+    """Without Redis each process caches in its own memory: this command cannot clear a running
+    server's copy, so say when the server will see the change (the cabinet's changes show at once)."""
+    if "locmem" in settings.CACHES["default"]["BACKEND"]:
+        out.write(
+            f"note: without REDIS_URL a running AURA server sees this within {settings.AURA_AUTH_CACHE_SECONDS // 60 or 1} "
+            "minute(s), or at once when restarted"
+        )
 
 
 DEMO_EMAIL = "demo@aura.local"
@@ -107,6 +118,7 @@ def _vault_rotate(options, out):
     out.write(
         f"re-encrypted the provider keys of {services.vault_rotate()} users under master key v{services.vault.newest_master_version()}"
     )
+    _note_process_cache(out)
 
 
 COMMANDS = {

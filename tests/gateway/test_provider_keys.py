@@ -128,11 +128,22 @@ def test_the_cli_adds_and_replaces(alice, upstream):
     args = ["aura", "provider-add", "--email", "alice@example.org", "--provider", "openai", "--base-url", f"{upstream.url}/v1"]
     call_command(*args, "--api-key", "sk-cli-first-key-1111", stdout=out)
     call_command(*args, "--api-key", "sk-cli-second-key-2222", stdout=out)
-    lines = out.getvalue().splitlines()
+    lines = [line for line in out.getvalue().splitlines() if not line.startswith("note: ")]
     assert lines[0] == "added openai key ••••1111 (checked with the provider)"
     assert lines[1] == "replaced openai key ••••2222 (checked with the provider)"
     assert ProviderKey.objects.get().last4 == "2222"
     assert "sk-cli" not in out.getvalue()
+
+
+def test_without_redis_the_cli_says_when_a_running_server_sees_its_change(alice, upstream, settings):
+    args = ["aura", "provider-add", "--email", "alice@example.org", "--provider", "openai", "--base-url", f"{upstream.url}/v1"]
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cli-note"}}
+    out = StringIO()
+    call_command(*args, "--api-key", "sk-cli-first-key-1111", stdout=out)
+    assert (
+        out.getvalue().splitlines()[-1]
+        == "note: without REDIS_URL a running AURA server sees this within 5 minute(s), or at once when restarted"
+    )
 
 
 def test_the_cli_refuses_a_custom_server_without_url(alice):
