@@ -107,6 +107,9 @@ def change_plan(request):
     if code not in PLANS or code == "free":
         messages.error(request, _("Choose a paid plan, or cancel to return to Free."))
         return redirect("billing")
+    if code == subscription.plan:
+        messages.info(request, _("You are on the %(plan)s plan already.") % {"plan": PLANS[code].name})
+        return redirect("billing")
     return _paddle_action(
         request,
         lambda: services.subscription_change_plan(subscription=subscription, plan_code=code),

@@ -49,6 +49,14 @@ def test_change_plan_patches_the_subscription(alice_client, alice, paddle_api):
     assert call["json"] == {"items": [{"price_id": PRICE_TEAM, "quantity": 1}], "proration_billing_mode": "prorated_immediately"}
 
 
+def test_the_plan_on_offer_is_another_one_and_the_current_plan_is_not_bought_again(alice_client, alice, paddle_api):
+    subscribe(alice, "pro")
+    page = alice_client.get("/billing/").content.decode()
+    assert '<option value="team">' in page and '<option value="pro">' not in page
+    body = alice_client.post("/billing/change/", {"plan": "pro"}, follow=True).content.decode()
+    assert "You are on the Pro plan already." in body and paddle_api.calls == []
+
+
 def test_update_payment_method_returns_a_transaction_for_paddle_js(alice_client, alice, paddle_api):
     subscribe(alice, "pro", status="past_due")
     response = alice_client.post("/billing/payment-method/")
