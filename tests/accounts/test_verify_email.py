@@ -71,3 +71,39 @@ def test_a_logged_in_user_can_ask_for_a_new_link(client, db):
     response = client.post("/verify-resend/")
     assert response.status_code == 302
     assert len(mail.outbox) == 2
+
+
+def test_an_old_link_cannot_take_the_address_back_and_a_replaced_change_is_void(alice_client, client, alice):
+    """Links are bound to the account as it was when they were sent: once the address moved, a
+    sign-up link (or any older one) no longer applies, and only the latest change can be confirmed."""
+    alice.email_verified = False
+    alice.save()
+    email_verification_send(user=alice, email=alice.email)
+    signup_link = link_path(mail.outbox[-1])
+    client.get(signup_link)
+    change = {"display_name": "Alice", "language": "en"}
+    alice_client.post("/settings/", {**change, "email": "alice@typo.example.org"})
+    mistyped = link_path(mail.outbox[-1])
+    alice_client.post("/settings/", {**change, "email": "alice@new.example.org"})
+    latest = link_path(mail.outbox[-1])
+    assert client.get(mistyped).status_code == 400  # replaced by the later request
+    assert client.get(latest).status_code == 302
+    alice.refresh_from_db()
+    assert alice.email == "alice@new.example.org"
+    for stale in (signup_link, mistyped):  # whoever still reads an older inbox
+        assert client.get(stale).status_code == 400
+        alice.refresh_from_db()
+        assert alice.email == "alice@new.example.org"
+    assert client.get(latest).status_code == 302  # used again: already done, nothing changes
+    alice.refresh_from_db()
+    assert alice.email == "alice@new.example.org" and alice.email_verified
+
+
+def test_a_pending_change_is_void_once_the_password_changed(alice_client, client, alice):
+    alice_client.post("/settings/", {"display_name": "Alice", "language": "en", "email": "alice@new.example.org"})
+    link = link_path(mail.outbox[-1])
+    alice.set_password("an entirely new passphrase 42")
+    alice.save()
+    assert client.get(link).status_code == 400
+    alice.refresh_from_db()
+    assert alice.email == "alice@example.org"
