@@ -23,11 +23,18 @@ def _headers(secret: str) -> dict:
     return {"x-goog-api-key": secret, "Content-Type": "application/json"}
 
 
-def _schema(schema):
+# Deeper than any schema a model is given in practice, and far from Python's recursion limit.
+_SCHEMA_DEPTH = 64
+
+
+def _schema(schema, param: str, depth: int = 0):
+    """The schema in Gemini's subset (the keywords it rejects dropped), refused past a sane depth."""
+    if depth > _SCHEMA_DEPTH:
+        raise AdapterError(f"This JSON schema is nested more than {_SCHEMA_DEPTH} levels deep, more than Gemini models take.", param)
     if isinstance(schema, dict):
-        return {k: _schema(v) for k, v in schema.items() if k not in _SCHEMA_DROP}
+        return {k: _schema(v, param, depth + 1) for k, v in schema.items() if k not in _SCHEMA_DROP}
     if isinstance(schema, list):
-        return [_schema(v) for v in schema]
+        return [_schema(v, param, depth + 1) for v in schema]
     return schema
 
 
@@ -119,7 +126,7 @@ def to_upstream(call: Call) -> Upstream:
         config["responseMimeType"] = "application/json"
         schema = (fmt.get("json_schema") or {}).get("schema")
         if schema:
-            config["responseSchema"] = _schema(schema)
+            config["responseSchema"] = _schema(schema, "response_format")
     upstream: dict = {"contents": contents}
     if system:
         upstream["systemInstruction"] = {"parts": system}
@@ -131,7 +138,7 @@ def to_upstream(call: Call) -> Upstream:
             function = tool["function"]
             declaration = {"name": function["name"], "description": function.get("description", "")}
             if function.get("parameters"):
-                declaration["parameters"] = _schema(function["parameters"])
+                declaration["parameters"] = _schema(function["parameters"], "tools")
             declarations.append(declaration)
         upstream["tools"] = [{"functionDeclarations": declarations}]
         tool_config = _tool_config(body.get("tool_choice"))

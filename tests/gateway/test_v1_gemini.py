@@ -2,6 +2,9 @@
 
 import json
 
+import openai
+import pytest
+
 from metrics.models import UsageRecord
 
 TOOLS = [
@@ -140,3 +143,22 @@ def test_images_become_inline_data_or_a_url_gemini_fetches(sdk, upstream):
     assert parts[1] == {"inlineData": {"mimeType": "image/png", "data": "QUJD"}}
     assert parts[2] == {"fileData": {"fileUri": "https://example.org/cat.jpg?sig=abc", "mimeType": "image/jpeg"}}
     assert parts[3] == {"fileData": {"fileUri": "https://example.org/render?id=7"}}
+
+
+def test_a_schema_nested_past_reason_is_a_400_naming_its_param(sdk, upstream):
+    deep = {"type": "string"}
+    for _ in range(300):
+        deep = {"type": "object", "properties": {"a": deep}}
+    messages = [{"role": "user", "content": "hi"}]
+    tools = [{"type": "function", "function": {"name": "f", "parameters": deep}}]
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=messages, tools=tools)
+    assert refused.value.body["param"] == "tools" and "nested more than 64 levels" in refused.value.body["message"]
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": deep}}
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=messages, response_format=schema)
+    assert refused.value.body["param"] == "response_format"
+    shallow = {"type": "object", "properties": {"a": {"type": "string"}}}  # an everyday schema still goes
+    sdk.chat.completions.create(
+        model="gemini-2.5-flash", messages=messages, tools=[{"type": "function", "function": {"name": "f", "parameters": shallow}}]
+    )
