@@ -1071,9 +1071,15 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
         ctx.upstream_seconds += time.perf_counter() - (ctx.upstream_started or time.perf_counter())
         usage = state.usage
         if not usage.reported:
-            # No usage from the provider (it never came, or the client left): count what was sent.
-            text = "".join(state.sent_chars)
-            usage = Usage(prompt_tokens=ctx.tokens_sent, completion_tokens=tokenizer.count_tokens(text, encoding_for(ctx.route.model)))
+            # No usage from the provider (it never came, or the client left): count what was sent,
+            # with the provider's own count of the prompt when it gave one before the answer.
+            completion = tokenizer.count_tokens("".join(state.sent_chars), encoding_for(ctx.route.model))
+            given = state.input_usage
+            usage = (
+                Usage(given.prompt_tokens, given.cached_tokens, given.cache_write_tokens, completion)
+                if given
+                else Usage(prompt_tokens=ctx.tokens_sent, completion_tokens=completion)
+            )
         account(ctx, usage, status=status, error_class=error_class)
 
     def failure(message: str, code: str) -> bytes:

@@ -238,6 +238,7 @@ def stream_chunks(lines, call: Call, state: StreamState):
         if kind == "message_start":
             message = data.get("message") or {}
             input_usage = message.get("usage") or {}
+            state.input_usage = usage_from(input_usage) if input_usage else None
             base = finish_chunk_base(
                 "chatcmpl-" + str(message.get("id", "")).removeprefix("msg_"),
                 int(time.time()),

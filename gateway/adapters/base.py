@@ -66,6 +66,9 @@ class StreamState:
 
     def __init__(self):
         self.usage = Usage()
+        # The provider's count of the prompt when it gives it before the answer (Anthropic's
+        # message_start, cache reads and writes included): a stream cut short is charged with it.
+        self.input_usage: Usage | None = None
         self.sent_chars: list[str] = []
         self.finished = False
 

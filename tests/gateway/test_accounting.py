@@ -109,3 +109,45 @@ def test_a_finished_stream_gives_its_upstream_connection_back(sdk, upstream):
         assert chunks[-1].choices[0].finish_reason == "stop"
     assert client.counts["requests"] - sent == 3
     assert client.counts["opened"] - opened <= 1  # one connection served the three streams
+
+
+def cut_stream(live_server, key: str, body: dict, events: int = 3) -> None:
+    """Send a streamed call over a raw socket and leave after ``events`` events."""
+    host, port = live_server.url.removeprefix("http://").split(":")
+    raw = json.dumps(body)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            (
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nx-aura-cache: off\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n\r\n{raw}"
+            ).encode()
+        )
+        received = b""
+        while received.count(b"data:") < events:
+            received += conn.recv(4096)
+
+
+def test_an_anthropic_stream_cut_short_is_charged_the_prompt_anthropic_counted(live_server, alice_key, upstream):
+    """Anthropic counts the prompt in its first event (message_start): a client that leaves before the
+    last one is charged that count, cache reads and writes included, not AURA's estimate."""
+    prompt = "ECHO:" + " ".join(f"item-{n}" for n in range(60))
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": prompt}]}
+    whole = requests.post(
+        live_server.url + "/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {alice_key}", "x-aura-cache": "off"},
+        timeout=20,
+    )
+    counted = whole.json()["usage"]["prompt_tokens"]
+    assert counted != int(whole.headers["x-aura-tokens-sent"])  # Anthropic's count and AURA's estimate differ here
+    upstream.chunk_delay_ms = 200
+    try:
+        cut_stream(live_server, alice_key, {**body, "stream": True})
+        deadline = time.time() + 15
+        while not UsageRecord.objects.filter(status=499).exists() and time.time() < deadline:
+            time.sleep(0.1)
+        record = UsageRecord.objects.get(status=499)
+    finally:
+        upstream.chunk_delay_ms = 0
+    assert record.error_class == "client_disconnected" and record.prompt_tokens == counted
+    assert 1 <= record.completion_tokens < 60 and record.tokens_counted
