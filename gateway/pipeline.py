@@ -11,6 +11,7 @@ import logging
 import secrets
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -325,6 +326,9 @@ def read_json(request) -> dict:
     raw = request.read(limit + 1)
     if len(raw) > limit:
         raise too_large
+    encoding = request.META.get("HTTP_CONTENT_ENCODING", "").strip().lower()
+    if encoding and encoding != "identity":
+        raw = _decoded(raw, encoding, limit, too_large)
     # Nesting is bounded by the C parser itself (it raises RecursionError past ~1,000 levels),
     # which costs nothing on ordinary bodies, unlike a byte scan of every request.
     try:
@@ -335,6 +339,31 @@ def read_json(request) -> dict:
         ) from None
     if not isinstance(body, dict):
         raise errors.invalid_request("The request body must be a JSON object.")
+    return body
+
+
+# zlib's window bits: gzip's header and trailer, or deflate's zlib wrapper.
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _decoded(raw: bytes, encoding: str, limit: int, too_large: ApiError) -> bytes:
+    """A compressed body, inflated up to the body limit (a small body that inflates past it is refused
+    as a large one would be, before it is all in memory)."""
+    wbits = _ENCODINGS.get(encoding)
+    if wbits is None:
+        raise ApiError(
+            415,
+            f"The Content-Encoding '{encoding[:40]}' is not supported: send the body as it is, or compressed with gzip or deflate.",
+            "invalid_request_error",
+            "unsupported_content_encoding",
+        )
+    inflater = zlib.decompressobj(wbits)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        raise errors.invalid_request(f"The request body is not valid {encoding} data.", code="invalid_content_encoding") from None
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise too_large
     return body
 
 

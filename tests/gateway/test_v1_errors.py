@@ -1,6 +1,8 @@
 """Every error the /v1 surface can give is in OpenAI's shape, with the status OpenAI would use."""
 
+import gzip
 import json
+import zlib
 
 import openai
 import pytest
@@ -246,3 +248,17 @@ def test_too_many_messages_or_tools_are_refused(post):
     assert shape(post(many))["param"] == "messages"
     tools = [{"type": "function", "function": {"name": f"f{i}"}} for i in range(600)]
     assert shape(post({**HELLO, "tools": tools}))["param"] == "tools"
+
+
+def test_compressed_bodies_are_read_and_other_encodings_refused(post, settings):
+    plain = json.dumps(HELLO).encode()
+    assert post(None, raw=gzip.compress(plain), headers={"Content-Encoding": "gzip"}).status_code == 200
+    assert post(None, raw=zlib.compress(plain), headers={"Content-Encoding": "deflate"}).status_code == 200
+    refused = post(None, raw=plain, headers={"Content-Encoding": "br"})
+    assert refused.status_code == 415 and refused.json()["error"]["code"] == "unsupported_content_encoding"
+    broken = post(None, raw=b"\x1f\x8b not really gzip", headers={"Content-Encoding": "gzip"})
+    assert broken.status_code == 400 and broken.json()["error"]["code"] == "invalid_content_encoding"
+    settings.AURA_MAX_BODY_BYTES = 64 * 1024
+    bomb = gzip.compress(b"{" + b" " * (10 * 1024 * 1024) + b"}")  # 10 kB that inflate to 10 MB
+    assert len(bomb) < 64 * 1024
+    assert post(None, raw=bomb, headers={"Content-Encoding": "gzip"}).status_code == 413
