@@ -134,7 +134,8 @@ class ApiHandler:
                 # Else gunicorn sends a whole JSON answer chunked: three writes (head, body, end) for two.
                 headers.append(("Content-Length", str(len(body))))
             start_response(f"{response.status_code} {response.reason_phrase}", headers)
-            return _Answer(response, (body,))
+            # HEAD: the GET's head, Content-Length included, and no body (RFC 9110).
+            return _Answer(response, (body,) if request.method != "HEAD" else ())
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
         writer = getattr(start_response, "__self__", None)
         if hasattr(response, "is_last_piece") and hasattr(writer, "write_last"):

@@ -60,8 +60,10 @@ def _guard(view):
 
 
 def _require(request, method: str):
-    if request.method != method:
-        raise ApiError(405, f"Use {method} for this endpoint.", "invalid_request_error", "method_not_allowed", headers={"Allow": method})
+    """Only ``method`` (and HEAD where it is GET, as HTTP asks: the same head, no body)."""
+    if request.method != method and not (method == "GET" and request.method == "HEAD"):
+        allowed = "GET, HEAD" if method == "GET" else method
+        raise ApiError(405, f"Use {method} for this endpoint.", "invalid_request_error", "method_not_allowed", headers={"Allow": allowed})
 
 
 @_guard

@@ -118,4 +118,16 @@ def test_the_schema_is_served_as_committed(client):
 
 def test_the_schema_needs_no_key_but_only_get(client):
     response = client.post("/v1/openapi.json")
-    assert response.status_code == 405 and response["Allow"] == "GET"
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+
+
+def test_head_is_answered_where_get_is(live_server, alice_key):
+    """The GET's head, its Content-Length included, and no body (RFC 9110)."""
+    import requests
+
+    for path, headers in (("/v1/openapi.json", {}), ("/v1/models", {"Authorization": f"Bearer {alice_key}"})):
+        got = requests.get(live_server.url + path, headers=headers, timeout=10)
+        head = requests.head(live_server.url + path, headers=headers, timeout=10)
+        assert head.status_code == 200 and head.content == b"", path
+        assert head.headers["Content-Length"] == got.headers["Content-Length"] == str(len(got.content)), path
+        assert head.headers["Content-Type"] == got.headers["Content-Type"], path
