@@ -14,8 +14,19 @@ class EmailField(forms.EmailField):
         return User.objects.normalize_email(super().clean(value))
 
 
+# Bidirectional-text controls (embeddings, overrides, isolates): in a name they would reverse the
+# text shown after it, on every page and in every email that greets the user.
+_BIDI_CONTROLS = dict.fromkeys([*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C])
+
+
+class DisplayNameField(forms.CharField):
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value.translate(_BIDI_CONTROLS).strip() if value else value
+
+
 class SignupForm(forms.Form):
-    display_name = forms.CharField(label=_("Display name"), max_length=80)
+    display_name = DisplayNameField(label=_("Display name"), max_length=80)
     email = EmailField(label=_("Email"), max_length=254)
     password = forms.CharField(label=_("Password"), strip=False, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}))
 
@@ -97,7 +108,7 @@ class PasswordAndCodeForm(forms.Form):
 
 
 class ProfileForm(forms.Form):
-    display_name = forms.CharField(label=_("Display name"), max_length=80)
+    display_name = DisplayNameField(label=_("Display name"), max_length=80)
     email = EmailField(label=_("Email"), max_length=254, help_text=_("A new address takes effect once you confirm it from your inbox."))
     language = forms.ChoiceField(label=_("Language for emails and the cabinet"), choices=settings.LANGUAGES)
 

@@ -68,3 +68,20 @@ def test_it_shows_errors_for_missing_fields(client, db):
 def test_it_rejects_a_malformed_email(client, db):
     response = signup(client, email="not-an-email")
     assert "Enter a valid email address." in response.content.decode()
+
+
+def test_it_rejects_a_password_like_the_display_name(client, db):
+    response = signup(client, display_name="Maximilian Oberhauser", password="maximilianoberhauser")
+    assert "The password is too similar to the display name." in response.content.decode()
+    assert not User.objects.exists()
+
+
+def test_bidirectional_controls_are_taken_out_of_a_name(client, alice):
+    """A right-to-left override in a name would reverse the text shown after it, wherever it is greeted."""
+    visitor = client.__class__()
+    signup(visitor, display_name="\u202eevE\u202c Doe\u2067")
+    assert User.objects.get(email="dana@example.org").display_name == "evE Doe"
+    assert "This field is required." in signup(client.__class__(), display_name="\u202e\u202c", email="x@example.org").content.decode()
+    client.force_login(alice)
+    client.post("/settings/", {"display_name": "Ali\u202ece", "email": "alice@example.org", "language": "en"})
+    assert User.objects.get(email="alice@example.org").display_name == "Alice"
