@@ -417,6 +417,8 @@ def _validate_message(index: int, message) -> None:
     content = message.get("content")
     if content is not None and not isinstance(content, (str, list)):
         raise errors.invalid_request(f"{param}.content must be a string or an array of content parts.", f"{param}.content")
+    if content == []:
+        raise errors.invalid_request(f"{param}.content is an empty array: send at least one content part.", f"{param}.content")
     for part in content if isinstance(content, list) else ():
         if problem := _part_error(part):
             raise errors.invalid_request(f"{param}.content {problem}.", f"{param}.content")
@@ -428,6 +430,8 @@ def _validate_message(index: int, message) -> None:
         )
     if not isinstance(message.get("tool_call_id", ""), (str, type(None))):
         raise errors.invalid_request(f"{param}.tool_call_id must be a string.", f"{param}.tool_call_id")
+    if message["role"] == "tool" and not message.get("tool_call_id"):
+        raise errors.invalid_request(f"Missing required parameter: '{param}.tool_call_id'.", f"{param}.tool_call_id")
 
 
 def validate_chat(body: dict) -> None:
@@ -453,6 +457,8 @@ def validate_chat(body: dict) -> None:
         raise errors.invalid_request("'stream' must be true or false.", "stream")
     if not isinstance(body.get("stream_options", {}), (dict, type(None))):
         raise errors.invalid_request("'stream_options' must be an object.", "stream_options")
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        raise errors.invalid_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
     stop = body.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))

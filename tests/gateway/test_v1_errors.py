@@ -262,3 +262,28 @@ def test_compressed_bodies_are_read_and_other_encodings_refused(post, settings):
     bomb = gzip.compress(b"{" + b" " * (10 * 1024 * 1024) + b"}")  # 10 kB that inflate to 10 MB
     assert len(bomb) < 64 * 1024
     assert post(None, raw=bomb, headers={"Content-Encoding": "gzip"}).status_code == 413
+
+
+def test_bodies_openai_refuses_are_refused_before_the_call_naming_the_param(post, upstream):
+    calls = len(upstream.requests)
+    cases = [
+        ({**HELLO, "stream_options": {"include_usage": True}}, "stream_options"),
+        ({**HELLO, "messages": [{"role": "user", "content": []}]}, "messages[0].content"),
+        (
+            {
+                **HELLO,
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                    {"role": "tool", "content": "42"},
+                ],
+            },
+            "messages[2].tool_call_id",
+        ),
+    ]
+    for body, param in cases:
+        refused = post(body)
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == param, param
+    assert len(upstream.requests) == calls  # nothing reached the provider
+    assert post({**HELLO, "stream": True, "stream_options": {"include_usage": True}}).status_code == 200
+    assert post({**HELLO, "stream_options": None}).status_code == 200
