@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncHour
 
-from .models import LATENCY_BOUNDS_MS, empty_histogram
+from .models import LATENCY_BOUNDS_MS, empty_histogram, failed_calls
 
 DIMENSIONS = ("user_id", "api_key_id", "model_used", "provider")
 COUNT_FIELDS = (
@@ -75,7 +75,7 @@ def raw_rows(records) -> list[dict]:
         .annotate(
             requests=Count("id"),
             failed_attempts=Count("id", filter=Q(request_id__contains="-")),
-            errors=Count("id", filter=Q(status__gte=400)),
+            errors=Count("id", filter=failed_calls()),
             prompt_tokens=Sum("prompt_tokens"),
             cached_tokens=Sum("cached_tokens"),
             completion_tokens=Sum("completion_tokens"),

@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDate
 
-from .models import AnonymousAggregate, UsageRecord
+from .models import AnonymousAggregate, UsageRecord, failed_calls
 
 
 def fold_days(*, now, days: int) -> int:
@@ -25,7 +25,7 @@ def fold_days(*, now, days: int) -> int:
         .values("day", "provider", "model_used")
         .annotate(
             requests=Count("id"),
-            errors=Count("id", filter=Q(status__gte=400)),
+            errors=Count("id", filter=failed_calls()),
             prompt_tokens=Sum("prompt_tokens"),
             cached_tokens=Sum("cached_tokens"),
             completion_tokens=Sum("completion_tokens"),

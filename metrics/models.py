@@ -5,6 +5,13 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext_lazy as _
 
 
+def failed_calls() -> models.Q:
+    """The records that count as errors: a status of 400 or more, except a client that left before its
+    answer ended (499 client_disconnected). That one was the caller's choice: counted, it raised the
+    dashboard's error rate and the error-spike alert, and made the provider look unreliable to routing."""
+    return models.Q(status__gte=400) & ~models.Q(error_class="client_disconnected")
+
+
 class UsageRecord(models.Model):
     """One upstream call: who, which model, tokens, time and money. Never any content."""
 

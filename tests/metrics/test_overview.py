@@ -3,7 +3,11 @@
 from datetime import timedelta
 from decimal import Decimal
 
-from metrics import services
+from django.utils import timezone
+
+from metrics import selectors, services
+from metrics.anonymous import fold_days
+from metrics.models import AnonymousAggregate
 from metrics.selectors import month_start
 
 from .conftest import hour_now, record
@@ -80,3 +84,16 @@ def test_another_accounts_usage_is_not_counted(alice_client, alice, bob, alice_a
 
 def test_the_overview_needs_a_login(client):
     assert client.get("/dashboard/").status_code == 302
+
+
+def test_a_client_that_left_is_not_an_error_of_aura_or_its_provider(alice, alice_api_key):
+    """A 499 client_disconnected was the caller's choice: it counts as a call, not as an error, in the
+    account's totals (error rate, spike alerts) and in the anonymous statistics routing reads."""
+    yesterday = timezone.now() - timedelta(days=1)
+    for status, error_class in ((200, ""), (499, "client_disconnected"), (502, "upstream_error"), (499, "stream_aborted")):
+        record(alice, key=alice_api_key, status=status, error_class=error_class, at=yesterday)
+    start, end = yesterday - timedelta(hours=1), timezone.now()
+    totals = selectors.totals(alice.pk, start, end)
+    assert (totals.requests, totals.errors) == (4, 2) and totals.error_rate == 0.5
+    fold_days(now=timezone.now(), days=3)
+    assert AnonymousAggregate.objects.get().errors == 2
