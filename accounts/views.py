@@ -51,6 +51,9 @@ def verify_email(request, token):
             "taken": _("Another account has confirmed this address in the meantime."),
         }
         return render(request, "accounts/verify_failed.html", {"reason": reasons[str(error)]}, status=400)
+    if request.user.is_authenticated and request.user.pk != user.pk:  # another account's link, opened while signed in
+        messages.info(request, _("The address %(email)s of another AURA account is confirmed.") % {"email": user.email})
+        return redirect("dashboard")
     confirmed = _("Your email address %(email)s is confirmed.") % {"email": user.email}
     return redirect_with_notice(request, "dashboard" if request.user.is_authenticated else "login", "email-confirmed", message=confirmed)
 

@@ -107,3 +107,15 @@ def test_a_pending_change_is_void_once_the_password_changed(alice_client, client
     assert client.get(link).status_code == 400
     alice.refresh_from_db()
     assert alice.email == "alice@example.org"
+
+
+def test_a_link_of_another_account_opened_while_signed_in_says_whose_it_is(client, alice, bob):
+    alice.email_verified = False
+    alice.save()
+    email_verification_send(user=alice, email=alice.email)
+    client.force_login(bob)
+    page = client.get(link_path(mail.outbox[-1]), follow=True).content.decode()
+    assert "Адрес alice@example.org другого аккаунта AURA подтверждён." in page  # in bob's language
+    assert "alice@example.org подтверждён." in page and "Адрес электронной почты alice@example.org" not in page
+    alice.refresh_from_db()
+    assert alice.email_verified
