@@ -276,9 +276,10 @@ def _keyed(vault, provider: str):
     return next((k for k in vault.keys if k.provider == provider), None) if vault else None
 
 
-def allowed(caller, model_id: str) -> bool:
-    """Whether the key may call the model (a key with no list may call every model)."""
-    return not caller.allowed_models or model_id in caller.allowed_models
+def allowed(caller, *names: str) -> bool:
+    """Whether the key may call the model by any of its names, its catalog id or the name it was asked
+    by (a custom server's model is listed as label/model); a key with no list may call every model."""
+    return not caller.allowed_models or any(name in caller.allowed_models for name in names)
 
 
 def auto_ranked(caller, vault, needs: Needs) -> list[catalog.Model]:
@@ -324,7 +325,7 @@ def plan(caller, vault, name: str, needs: Needs, conversation: str, resolve) -> 
         choices = [Choice(m, _keyed(vault, m.provider), reason) for m in ranked[:3]]
     else:
         model, key = resolve(name)
-        if not (allowed(caller, model.id) or allowed(caller, name)):  # (a custom server's model: by label/model)
+        if not allowed(caller, model.id, name):
             shown = (name if "/" in name else model.id)[:120]  # as asked: a custom server's model by its label
             raise errors.ApiError(403, f"This AURA key is not allowed to use '{shown}'.", "permission_error", "model_not_allowed", "model")
         choices = [Choice(model, key, "explicit")]

@@ -206,8 +206,7 @@ def model(request, ctx, model_id):
     _require(request, "GET")
     pipeline.authenticate(ctx, request)
     found = pipeline.lookup(model_id, ctx.vault)
-    allowed = routing.allowed(ctx.caller, found.id) or routing.allowed(ctx.caller, model_id) if found else False
-    if found is None or pipeline.key_for(ctx.vault, found, model_id) is None or not allowed:
+    if found is None or pipeline.key_for(ctx.vault, found, model_id) is None or not routing.allowed(ctx.caller, found.id, model_id):
         raise errors.model_not_found(model_id)
     return _respond(ctx, JsonResponse({**_model_entry(found), "id": model_id}))
 

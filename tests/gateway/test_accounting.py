@@ -32,23 +32,27 @@ def test_concurrent_calls_leave_exactly_one_record_each(live_server, alice, alic
     assert UsageRecord.objects.values("request_id").distinct().count() == 200
 
 
+def cut_stream(live_server, key: str, body: dict, events: int = 3) -> None:
+    """Send a streamed call over a raw socket and leave after ``events`` events."""
+    host, port = live_server.url.removeprefix("http://").split(":")
+    raw = json.dumps(body)
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            (
+                f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nx-aura-cache: off\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n\r\n{raw}"
+            ).encode()
+        )
+        received = b""
+        while received.count(b"data:") < events:
+            received += conn.recv(4096)
+
+
 def test_a_client_that_leaves_mid_stream_is_still_accounted(live_server, alice_key, upstream):
     upstream.chunk_delay_ms = 200
     try:
-        host, port = live_server.url.removeprefix("http://").split(":")
-        body = json.dumps(
-            {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "ECHO:" + " ".join(["word"] * 30)}]}
-        )
-        with socket.create_connection((host, int(port)), timeout=10) as conn:
-            conn.sendall(
-                (
-                    f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {alice_key}\r\n"
-                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
-                ).encode()
-            )
-            received = b""
-            while received.count(b"data:") < 3:
-                received += conn.recv(4096)
+        body = {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "ECHO:" + " ".join(["word"] * 30)}]}
+        cut_stream(live_server, alice_key, body)
         deadline = time.time() + 15
         while not UsageRecord.objects.exists() and time.time() < deadline:
             time.sleep(0.1)
@@ -109,22 +113,6 @@ def test_a_finished_stream_gives_its_upstream_connection_back(sdk, upstream):
         assert chunks[-1].choices[0].finish_reason == "stop"
     assert client.counts["requests"] - sent == 3
     assert client.counts["opened"] - opened <= 1  # one connection served the three streams
-
-
-def cut_stream(live_server, key: str, body: dict, events: int = 3) -> None:
-    """Send a streamed call over a raw socket and leave after ``events`` events."""
-    host, port = live_server.url.removeprefix("http://").split(":")
-    raw = json.dumps(body)
-    with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(
-            (
-                f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nx-aura-cache: off\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(raw)}\r\n\r\n{raw}"
-            ).encode()
-        )
-        received = b""
-        while received.count(b"data:") < events:
-            received += conn.recv(4096)
 
 
 def test_an_anthropic_stream_cut_short_is_charged_the_prompt_anthropic_counted(live_server, alice_key, upstream):
