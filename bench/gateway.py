@@ -1,7 +1,7 @@
 """AURA against a direct upstream and LiteLLM's proxy, side by side, in one run on loopback.
 
     .venv/bin/python bench/gateway.py [--quick] [--no-litellm] [--no-litellm-install] [--keep-logs]
-                                      [--wait-quiet SECONDS] [--tries N]
+                                      [--wait-quiet SECONDS] [--tries N] [--phases P,...] [--cpus N]
 
 From the repository root. One run starts everything it needs, measures, prints a results table,
 writes ``bench/results/gateway-<timestamp>.json`` and stops every process it started (also on
@@ -60,6 +60,10 @@ runs at different hours compare only alongside it. It moves within seconds too (
 one measurement to the next, minutes apart), so each measurement reads it again just before it
 starts (in the JSON; the streams' rows show it beside the gateway's CPU per stream). No key is
 printed or stored: keys reach the load generator on its standard input.
+
+``--cpus N`` (root, cgroup v1) runs everything the bench starts on N cores' worth of CPU time, a
+CFS quota on a cgroup of their own: a slower host, emulated at any hour, instead of waited for. The
+work per call is the same; the work per second shrinks as it would on a host N/2 as fast.
 """
 
 import argparse
@@ -229,6 +233,41 @@ def wait_quiet(limit: float) -> float:
         time.sleep(5)
         share = others_busy()
     return share
+
+
+CGROUP_CPU = Path("/sys/fs/cgroup/cpu")  # cgroup v1's cpu controller (this machine's kind)
+CAP_PERIOD_US = 10_000  # a short period: a throttled process waits at most 10 ms, not 100
+
+
+@contextlib.contextmanager
+def cpu_cap(cores: float | None):
+    """Run this bench, and every process it starts, on ``cores`` CPUs' worth of time: a slower host,
+    emulated. A CFS quota on a cgroup of their own (cgroup v1, root): what they do per call is
+    unchanged, what they can do per second shrinks, as on a host whose CPU runs slower. PostgreSQL
+    and Redis, which this bench does not start, are not capped (under 2 % of the CPU of a run). The
+    speed gauge, a single thread, does not see a cap of one core or more."""
+    if cores is None:
+        yield
+        return
+    group = CGROUP_CPU / f"aura-bench-{os.getpid()}"
+    try:
+        group.mkdir()
+    except OSError as error:
+        raise SystemExit(f"--cpus needs cgroup v1's cpu controller, writable (root), at {CGROUP_CPU}: {error.strerror}") from None
+    try:
+        (group / "cpu.cfs_period_us").write_text(str(CAP_PERIOD_US))
+        (group / "cpu.cfs_quota_us").write_text(str(round(cores * CAP_PERIOD_US)))
+        (group / "cgroup.procs").write_text(str(os.getpid()))  # children started from now on inherit it
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            (CGROUP_CPU / "cgroup.procs").write_text(str(os.getpid()))
+        for _ in range(50):  # the group goes once the processes it held have gone
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
 
 
 class Processes:
@@ -871,6 +910,8 @@ def table(report: dict) -> str:
         f"AURA gateway benchmark: {'quick' if report['quick'] else 'full'} run, {report['timestamp']}, "
         f"{report['machine']['cpus']} cores, loopback; AURA code {report['aura_code_sha256']}"
     )
+    if report["machine"].get("cpu_cap_cores"):
+        lines.append(f"  capped at {report['machine']['cpu_cap_cores']:g} cores' worth of CPU time (--cpus), as on a slower host")
     lines.append(f"  python (AURA, LiteLLM, the stand-in upstream and the load generator): {report['machine']['python']}")
     lines.append(f"  LiteLLM: {litellm['version'] if litellm['available'] else 'not available: ' + litellm['reason']}")
     gauge = report["machine"].get("speed_gauge_ms", {})
@@ -1045,11 +1086,23 @@ def main() -> int:
         "--phases", default=",".join(PHASES), help=f"the measurements to take, comma-separated (default: all of {','.join(PHASES)})"
     )
     parser.add_argument("--tries", type=int, default=3, help="times to take a measurement during which other processes were busy")
+    parser.add_argument(
+        "--cpus",
+        type=float,
+        help="cap this run (every process it starts) at this many cores' worth of CPU time, as on a slower host (cgroup v1, root)",
+    )
     args = parser.parse_args()
-    sizes = QUICK if args.quick else FULL
     phases = {phase.strip() for phase in args.phases.split(",") if phase.strip()}
     if not phases or phases - set(PHASES):
         parser.error(f"--phases takes some of {','.join(PHASES)}")
+    if args.cpus is not None and not 0.1 <= args.cpus <= (os.cpu_count() or 1):
+        parser.error(f"--cpus takes 0.1 to {os.cpu_count()} (cores)")
+    with cpu_cap(args.cpus):
+        return run(args, phases)
+
+
+def run(args, phases: set[str]) -> int:
+    sizes = QUICK if args.quick else FULL
     signal.signal(signal.SIGINT, _interrupt)  # also when started with SIGINT ignored (a background job)
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
@@ -1065,7 +1118,12 @@ def main() -> int:
         "quick": args.quick,
         "phases": sorted(phases),
         "sizes": sizes,
-        "machine": {"cpus": os.cpu_count(), "python": f"{platform.python_version()} ({base_python()})", "kernel": platform.release()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "cpu_cap_cores": args.cpus,
+            "python": f"{platform.python_version()} ({base_python()})",
+            "kernel": platform.release(),
+        },
         "versions": {p: metadata.version(p) for p in ("django", "gunicorn", "gevent", "greenlet", "psycopg", "requests", "redis")},
         "aura_code_sha256": code_fingerprint(),
         "setup": {
