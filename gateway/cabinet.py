@@ -96,10 +96,11 @@ def provider_keys(request):
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         if ProviderKey.objects.filter(user=request.user, provider=data["provider"], label=data["label"]).exists():
-            form.add_error(
-                None,
-                _("You already have a key for this provider with this label. Replace it, or give the new one another label."),
-            )
+            if data["label"]:
+                message = _("You already have a key for this provider with this label. Replace it, or give the new one another label.")
+            else:
+                message = _("You already have a key for this provider without a label. Replace it, or give the new one a label.")
+            form.add_error(None, message)
         else:
             try:
                 key = services.provider_key_save(user=request.user, **data)
@@ -108,7 +109,10 @@ def provider_keys(request):
             else:
                 _check_message(request, key, services.provider_key_check(key=key))
                 return redirect("provider_keys")
-    keys = request.user.provider_keys.all()
+    keys = list(request.user.provider_keys.all())
+    added_last_first = sorted(keys, key=lambda k: k.created, reverse=True)
+    for key in keys:
+        key.serves_unlabelled = services.default_key(added_last_first, key.provider) is key
     return render(request, "gateway/provider_keys.html", {"form": form, "keys": keys})
 
 

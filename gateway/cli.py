@@ -40,7 +40,11 @@ def _provider_add_args(parser):
         "--api-key", required=True, help="the provider's key (stored encrypted; replaces one with the same provider and label)"
     )
     parser.add_argument("--base-url", default="", help="a custom server's /v1 URL, or a provider's regional endpoint")
-    parser.add_argument("--label", default="", help="letters, digits, - and _; a custom server's models are called label/model")
+    parser.add_argument(
+        "--label",
+        default="",
+        help="letters, digits, - and _: calls name this key as label/model (a custom server needs one)",
+    )
 
 
 def _provider_add(options, out):

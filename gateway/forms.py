@@ -36,8 +36,17 @@ class ProviderKeyForm(forms.Form):
         label=_("Label (optional)"),
         required=False,
         max_length=40,
-        help_text=_("For an OpenAI-compatible server, the label names it in model ids: “label/model-name”."),
+        help_text=_(
+            "Names this key in model ids: “label/model-name” calls the model with this key. An OpenAI-compatible server "
+            "needs one; for another provider, model ids without a label use its key without a label."
+        ),
     )
+
+    def clean_label(self):
+        label = self.cleaned_data["label"]
+        if label.lower() in PROVIDERS or label.lower() == "aura":
+            raise forms.ValidationError(_("“%(label)s/…” already names a provider in model ids: choose another label.") % {"label": label})
+        return label
 
     def clean(self):
         cleaned = super().clean()

@@ -533,29 +533,39 @@ class Route:
 
 
 def lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | None:
+    """The model a name asks for: a catalog id, ``provider/model``, or ``label/model`` (the model of
+    the provider whose key carries that label: a custom server's, or one of several keys)."""
     models = catalog.load().models
     if name in models:
         return models[name]
     prefix, slash, rest = name.partition("/")
     if slash and rest:
         if prefix in PROVIDERS:
+            provider = prefix
+        else:
+            labelled = {k.provider for k in vault.keys if k.label == prefix} if vault else set()
+            if not labelled:
+                return None
             listed = models.get(rest)
-            if listed and listed.provider == prefix:
+            if listed and listed.provider in labelled:
                 return listed
-            return catalog.unlisted(prefix, rest)
-        if vault and any(k.provider == "custom" and k.label == prefix for k in vault.keys):
-            return catalog.unlisted("custom", rest)
+            provider = "custom" if "custom" in labelled else min(labelled)
+        listed = models.get(rest)
+        if listed and listed.provider == provider:
+            return listed
+        return catalog.unlisted(provider, rest)
     return None
 
 
 def key_for(vault: services.SealedVault | None, model: catalog.Model, name: str) -> services.SealedKey | None:
+    """The provider key that serves ``model`` asked for as ``name``: the one whose label ``name``
+    starts with (``label/model``), else the provider's default key."""
     if vault is None:
         return None
-    if model.provider == "custom":
-        label = name.partition("/")[0]
-        return next((k for k in vault.keys if k.provider == "custom" and k.label == label), None)
-    # Keys are newest first: the most recently saved key of that provider serves.
-    return next((k for k in vault.keys if k.provider == model.provider), None)
+    prefix, slash, _ = name.partition("/")
+    if slash and prefix not in PROVIDERS:
+        return next((k for k in vault.keys if k.provider == model.provider and k.label == prefix), None)
+    return vault.default_key(model.provider)
 
 
 def resolve(caller: services.Caller, vault, name: str, capability: str) -> tuple[catalog.Model, services.SealedKey]:

@@ -273,7 +273,7 @@ def conversation_id(tenant: int, body: dict) -> str:
 
 
 def _keyed(vault, provider: str):
-    return next((k for k in vault.keys if k.provider == provider), None) if vault else None
+    return vault.default_key(provider) if vault else None
 
 
 def allowed(caller, *names: str) -> bool:

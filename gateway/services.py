@@ -282,6 +282,11 @@ def provider_key_save(
         raise ProviderKeyError(_("An OpenAI-compatible server needs its base URL."), "base_url")
     if base_url:
         check_base_url(base_url)
+    if label and ProviderKey.objects.filter(user=user, label=label).exclude(provider=provider).exists():
+        raise ProviderKeyError(
+            _("Another of your provider keys has this label. A label names one key in model ids (“label/model”): choose another."),
+            "label",
+        )
     with transaction.atomic():
         dek = _data_key(user, create=True)
         key = instance or ProviderKey(user=user, provider=provider)
@@ -318,12 +323,25 @@ class SealedKey:
     ciphertext: bytes
 
 
+def default_key(keys, provider: str):
+    """Of ``keys`` (added last first), the one that serves ``provider``'s models asked for without a
+    label: its key without a label, or else the one added last. A custom server's have none: its
+    models are asked for by its label."""
+    if provider == "custom":
+        return None
+    keys = [k for k in keys if k.provider == provider]
+    return next((k for k in keys if not k.label), keys[0] if keys else None)
+
+
 @dataclass(frozen=True)
 class SealedVault:
     user_id: int
     master_version: int
     wrapped: bytes
     keys: tuple[SealedKey, ...]
+
+    def default_key(self, provider: str) -> SealedKey | None:
+        return default_key(self.keys, provider)
 
     def reveal(self, key: SealedKey) -> str:
         """Decrypt one provider key: called only at the moment a request is forwarded."""
@@ -337,7 +355,7 @@ def sealed_vault(user_id: int, cached=None) -> SealedVault | None:
     snapshot = cached if cached is not None else cache.get(cache_key)
     if snapshot is None:
         data_key = DataKey.objects.filter(user_id=user_id).first()
-        rows = ProviderKey.objects.filter(user_id=user_id).order_by("-updated")
+        rows = ProviderKey.objects.filter(user_id=user_id).order_by("-created")  # added last first: see pipeline.key_for
         keys = tuple(SealedKey(str(k.pk), k.provider, k.label, k.base_url, bytes(k.ciphertext)) for k in rows)
         snapshot = SealedVault(user_id, data_key.master_version, bytes(data_key.wrapped), keys) if data_key and keys else _MISSING
         cache.set(cache_key, snapshot, settings.AURA_AUTH_CACHE_SECONDS)

@@ -205,3 +205,65 @@ def test_a_russian_account_gets_the_save_errors_in_russian_on_the_field_they_are
     response = add(client, upstream, provider="custom", base_url="", label="vllm")
     assert "Для OpenAI-совместимого сервера нужно указать базовый URL." in response.content.decode()
     assert not ProviderKey.objects.exists()
+
+
+def _keys_sent(upstream) -> list[str]:
+    return [r["headers"]["authorization"].removeprefix("Bearer ") for r in upstream.requests if r["path"] == "/v1/chat/completions"]
+
+
+def test_a_label_picks_one_of_several_keys_of_a_provider(alice, live_server, upstream):
+    from openai import OpenAI
+
+    base = f"{upstream.url}/v1"
+    services.provider_key_save(user=alice, provider="openai", api_key="sk-main-0123456789", base_url=base)
+    services.provider_key_save(user=alice, provider="openai", api_key="sk-dev-0123456789", base_url=base, label="dev")
+    _key, secret = services.api_key_issue(user=alice, name="tests")
+    sdk = OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0)
+    hello = [{"role": "user", "content": "hi"}]
+    for model in ("gpt-4o-mini", "openai/gpt-4o-mini", "dev/gpt-4o-mini", "dev/gpt-4o-unlisted-2027"):
+        sdk.chat.completions.create(model=model, messages=hello)
+    # The key without a label serves names without one, though the labelled key was added after it.
+    assert _keys_sent(upstream) == ["sk-main-0123456789", "sk-main-0123456789", "sk-dev-0123456789", "sk-dev-0123456789"]
+    assert upstream.requests[-1]["json"]["model"] == "gpt-4o-unlisted-2027"
+    assert sdk.models.retrieve("dev/gpt-4o-mini").id == "dev/gpt-4o-mini"
+
+
+def test_with_only_labelled_keys_the_one_added_last_serves_names_without_a_label(alice, live_server, upstream):
+    import openai
+
+    base = f"{upstream.url}/v1"
+    services.provider_key_save(user=alice, provider="openai", api_key="sk-first-0123456789", base_url=base, label="first")
+    services.provider_key_save(user=alice, provider="openai", api_key="sk-second-0123456789", base_url=base, label="second")
+    first = ProviderKey.objects.get(label="first")
+    services.provider_key_save(
+        user=alice, provider="openai", api_key="sk-first-new-0123456789", base_url=base, label="first", instance=first
+    )
+    _key, secret = services.api_key_issue(user=alice, name="tests")
+    sdk = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0)
+    sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert _keys_sent(upstream) == ["sk-second-0123456789"]  # replacing a secret does not make a key the newest
+    with pytest.raises(openai.NotFoundError):  # a label no key has
+        sdk.chat.completions.create(model="third/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_the_keys_page_says_which_key_serves_model_ids_without_a_label(alice_client, upstream):
+    def rows() -> dict[str, str]:
+        body = alice_client.get("/providers/").content.decode()
+        cells = [row.split("</tr>")[0] for row in body.split("<tr>")]
+        return {row.split("<code>••••")[1][:4]: row for row in cells if "<code>••••" in row}
+
+    add(alice_client, upstream, label="dev", api_key="sk-dev-secret-0000aaaa")
+    add(alice_client, upstream, provider="custom", label="vllm", api_key="sk-vllm-secret-0000cccc")
+    assert "without a label" in rows()["aaaa"] and "dev/…" in rows()["aaaa"]  # the only OpenAI key
+    assert "without a label" not in rows()["cccc"] and "vllm/…" in rows()["cccc"]
+    add(alice_client, upstream, label="", api_key="sk-main-secret-0000bbbb")
+    assert "without a label" in rows()["bbbb"] and "without a label" not in rows()["aaaa"]
+
+
+def test_labels_name_one_key_and_no_provider(alice_client, upstream):
+    body = add(alice_client, upstream, label="anthropic").content.decode()
+    assert "already names a provider in model ids" in body
+    add(alice_client, upstream, label="team")
+    body = add(alice_client, upstream, provider="mistral", label="team").content.decode()
+    assert "Another of your provider keys has this label" in body
+    assert list(ProviderKey.objects.values_list("provider", "label")) == [("openai", "team")]
