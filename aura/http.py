@@ -23,3 +23,10 @@ def client_ip(request) -> str | None:
         if forwarded:
             address = forwarded.split(",")[-1].strip()
     return normal_ip(address) if address else None
+
+
+def ratelimit_ip(request) -> str:
+    """The address django-ratelimit counts a visitor by (RATELIMIT_IP_META_KEY): the client's, not the
+    proxy's, or every visitor behind the proxy would share one allowance; REMOTE_ADDR when the
+    forwarded value is not an address."""
+    return client_ip(request) or normal_ip(request.META.get("REMOTE_ADDR")) or "0.0.0.0"  # noqa: S104 -- a count's key, not a bind

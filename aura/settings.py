@@ -474,3 +474,4 @@ REST_FRAMEWORK = {
 }
 
 RATELIMIT_VIEW = "aura.views.ratelimited"
+RATELIMIT_IP_META_KEY = "aura.http.ratelimit_ip"  # the client behind a proxy, as usage records see it

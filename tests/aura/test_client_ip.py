@@ -26,3 +26,17 @@ def test_what_is_not_an_address_is_no_address(settings):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     assert client_ip(request(HTTP_X_FORWARDED_FOR="1.2.3.4, not-an-ip")) is None
     assert client_ip(request(remote="")) is None
+
+
+def test_behind_the_proxy_each_visitor_has_an_allowance_of_their_own(client, settings, alice):
+    """Login allows 20 tries a minute per address: the visitor's, not the proxy's they all come through."""
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+    def try_login(visitor: str) -> int:
+        form = {"username": "alice@example.com", "password": "wrong password"}
+        proxied = {"REMOTE_ADDR": "10.0.0.1", "HTTP_X_FORWARDED_FOR": visitor, "HTTP_X_FORWARDED_PROTO": "https"}
+        return client.post("/login/", form, **proxied).status_code
+
+    assert [try_login(f"203.0.113.{n}") for n in range(25)] == [200] * 25
+    assert [try_login("198.51.100.7") for _ in range(21)][-1] == 429  # the one who keeps trying is stopped
+    assert try_login("not-an-ip") == 200  # counted by the proxy's address then, not a 500
