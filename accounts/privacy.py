@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 
 from aura.emails import send_email
 
+from . import security
 from .models import DataExport, User
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def privacy_choices_set(*, user: User, restrict: bool, object_to_analytics: bool
 
 
 def deletion_request(*, user: User) -> None:
-    """Start the 30-day erasure: provider keys are crypto-shredded and deleted, AURA keys revoked, at once."""
+    """Start the 30-day erasure: provider keys are crypto-shredded and deleted, AURA keys revoked, and
+    every browser signed out, at once (signing in again is how the owner takes the account back)."""
     from gateway.services import api_key_revoke, data_key_shred
 
     with transaction.atomic():
@@ -50,6 +52,7 @@ def deletion_request(*, user: User) -> None:
         data_key_shred(user=user)
         for key in user.api_keys.filter(revoked__isnull=True):
             api_key_revoke(key=key)
+        security.sessions_end_others(user=user, keep=None)
     token = signing.dumps({"u": user.pk, "at": user.deletion_requested_at.isoformat()}, salt=CANCEL_SALT)
     send_email(
         "deletion-requested",

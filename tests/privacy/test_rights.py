@@ -191,3 +191,16 @@ def test_deletion_is_confirmed_and_emailed_even_when_paddle_cannot_be_reached(tr
     assert response.status_code == 200 and "Your account will be deleted" in response.content.decode()
     assert mail.outbox[-1].subject == "Your AURA account will be deleted"
     assert User.objects.get(pk=alice.pk).deletion_requested_at is not None
+
+
+def test_deletion_signs_out_every_browser_of_the_account(alice_client, alice):
+    from django.test import Client
+
+    other = Client()
+    other.force_login(alice)
+    assert other.get("/settings/").status_code == 200
+    alice_client.post("/settings/privacy/delete/", {"password": PASSWORD, "confirm": "on"})
+    response = other.get("/settings/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    assert other.post("/keys/", {"name": "after the deletion"}).status_code == 302
+    assert not ApiKey.objects.filter(user=alice, revoked__isnull=True).exists()
