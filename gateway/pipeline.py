@@ -8,6 +8,8 @@ raises with them.
 import atexit
 import json
 import logging
+import math
+import re
 import secrets
 import threading
 import time
@@ -332,7 +334,7 @@ def read_json(request) -> dict:
     # Nesting is bounded by the C parser itself (it raises RecursionError past ~1,000 levels),
     # which costs nothing on ordinary bodies, unlike a byte scan of every request.
     try:
-        body = json.loads(raw)
+        body = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise errors.invalid_request(
             "We could not parse the JSON body of your request. Send a JSON object with Content-Type: application/json."
@@ -341,6 +343,21 @@ def read_json(request) -> dict:
         raise errors.invalid_request("The request body must be a JSON object.")
     return body
 
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("a number too large")
+    return value
+
+
+# What JSON is: Python's parser also takes NaN and Infinity (and 1e999 as inf), which no provider
+# does; refused here, before the call is routed, instead of failing when the body is sent on.
+_JSON = json.JSONDecoder(parse_constant=_not_json, parse_float=_finite)
 
 # zlib's window bits: gzip's header and trailer, or deflate's zlib wrapper.
 _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -382,11 +399,21 @@ def _number(body: dict, name: str, low: float, high: float, integer: bool = Fals
         raise errors.invalid_request(f"'{name}' must be {kind} between {low} and {high}.", name)
 
 
+# Characters no model name has, which would also break the x-aura-model header that names it.
+_NOT_IN_NAMES = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+MAX_MODEL_NAME = 256
+
+
 def _model_name(body: dict) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise errors.invalid_request("You must provide a model parameter.", "model")
-    return model.strip()
+    model = model.strip()
+    if len(model) > MAX_MODEL_NAME or _NOT_IN_NAMES.search(model):
+        raise errors.invalid_request(
+            f"'model' must be a model name: at most {MAX_MODEL_NAME} characters, with no control characters or line breaks.", "model"
+        )
+    return model
 
 
 def _part_error(part) -> str | None:

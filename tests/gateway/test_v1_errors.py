@@ -287,3 +287,22 @@ def test_bodies_openai_refuses_are_refused_before_the_call_naming_the_param(post
     assert len(upstream.requests) == calls  # nothing reached the provider
     assert post({**HELLO, "stream": True, "stream_options": {"include_usage": True}}).status_code == 200
     assert post({**HELLO, "stream_options": None}).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_numbers_json_does_not_have_are_400_before_any_call(post, upstream, value):
+    raw = json.dumps({**HELLO, "logit_bias": {"50256": 0}}).replace('"50256": 0', f'"50256": {value}')
+    response = post(None, raw=raw)
+    assert response.status_code == 400 and "could not parse the JSON body" in shape(response)["message"]
+    assert not upstream.requests and not UsageRecord.objects.exists()
+
+
+@pytest.mark.parametrize("model", ["openai/x\r\nSet-Cookie: a=1", "openai/x\u2028y", "openai/x\ty", "m" * 257])
+def test_a_model_name_with_line_breaks_or_control_characters_is_400_before_any_call(post, upstream, model):
+    response = post({**HELLO, "model": model})
+    error = shape(response)
+    assert response.status_code == 400 and error["param"] == "model" and "Set-Cookie" not in response.headers
+    assert response.headers["x-request-id"]
+    assert not upstream.requests and not UsageRecord.objects.exists()
+    embedding = post({"model": model, "input": "hi"}, path="/v1/embeddings")
+    assert embedding.status_code == 400 and shape(embedding)["param"] == "model"
