@@ -68,10 +68,11 @@ def load() -> Catalog:
     return Catalog(version=data["version"], models=models)
 
 
-def unlisted(provider: str, upstream: str) -> Model:
-    """A model the catalog does not know, named explicitly as ``provider/model``: forwarded, priced at 0."""
+def unlisted(provider: str, upstream: str, name: str | None = None) -> Model:
+    """A model the catalog does not know, named explicitly as ``provider/model`` (or ``name``, a custom
+    server's ``label/model``): forwarded, priced at 0."""
     return Model(
-        id=f"{provider}/{upstream}",
+        id=name or f"{provider}/{upstream}",
         provider=provider,
         upstream=upstream,
         context_window=None,

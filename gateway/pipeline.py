@@ -576,7 +576,9 @@ def lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | Non
             listed = models.get(rest)
             if listed and listed.provider in labelled:
                 return listed
-            provider = "custom" if "custom" in labelled else min(labelled)
+            if "custom" in labelled:  # named as asked: each server's models are its own (usage, cache, headers)
+                return catalog.unlisted("custom", rest, name=name)
+            provider = min(labelled)
         listed = models.get(rest)
         if listed and listed.provider == provider:
             return listed
@@ -606,6 +608,15 @@ def resolve(caller: services.Caller, vault, name: str, capability: str) -> tuple
     if capability == "chat" and model.listed and not model.supports("chat"):
         raise errors.invalid_request(f"The model '{model.id}' is not a chat model; use /v1/embeddings.", "model", "model_not_supported")
     key = key_for(vault, model, name)
+    if key is None and model.provider == "custom":
+        servers = sorted(k.label for k in vault.keys if k.provider == "custom") if vault else []
+        raise errors.invalid_request(
+            f"Call an OpenAI-compatible server's model by the server's label: 'label/model' (yours: {', '.join(servers)})."
+            if servers
+            else "No OpenAI-compatible server is stored for this account. Add one under Provider keys in the AURA cabinet.",
+            "model",
+            "provider_key_missing",
+        )
     if key is None:
         raise errors.invalid_request(
             f"No {provider.name} key is stored for this account. Add one under Provider keys in the AURA cabinet to use '{model.id}'.",
@@ -1056,7 +1067,7 @@ def cache_lookup(ctx: Context, body: dict, opts: Options) -> tuple[bytes | None,
     """The canonical request (when caching applies) and a cached answer if there is one."""
     if opts.cache == "off":
         return None, None
-    request = response_cache.canonical(body, ctx.route.model.id)
+    request = response_cache.canonical(body, ctx.route.model.id, ctx.route.key.base_url)
     answer = response_cache.lookup(ctx.caller.user_id, request) if opts.cache == "on" else None
     ctx.cache_status = "hit" if answer else "miss"
     return request, answer

@@ -33,10 +33,13 @@ _NOT_IN_KEY = {"stream", "stream_options", "user", "metadata", "store", "service
 MAX_TTL = 30 * 24 * 3600
 
 
-def canonical(body: dict, model_id: str) -> bytes:
-    """The request as the cache sees it: the routed model, every answer-changing field, sorted."""
+def canonical(body: dict, model_id: str, base_url: str = "") -> bytes:
+    """The request as the cache sees it: the routed model, the server it is sent to when not the
+    provider's own, every answer-changing field, sorted."""
     fields = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
     fields["model"] = model_id
+    if base_url:  # (a model of the same name elsewhere is another model)
+        fields["aura_server"] = base_url
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

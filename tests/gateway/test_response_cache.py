@@ -179,3 +179,37 @@ def test_with_redis_down_calls_still_go_through(call, upstream, settings, caplog
         assert sum("shared cache unavailable" in r.getMessage() for r in caplog.records) == 1
     finally:
         caches["default"].close()
+
+
+def test_each_custom_server_and_each_base_url_has_its_own_entries(call, upstream, alice):
+    import json as jsonlib
+
+    from tests.conftest import fixed_upstream
+
+    other = {
+        "id": "chatcmpl-b",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ANSWER FROM SERVER B"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    }
+    with fixed_upstream("application/json", jsonlib.dumps(other).encode()) as server_b:
+        services.provider_key_save(user=alice, provider="custom", api_key="sk-a-0123456789", base_url=f"{upstream.url}/v1", label="srva")
+        services.provider_key_save(user=alice, provider="custom", api_key="sk-b-0123456789", base_url=server_b, label="srvb")
+        cached = {"x-aura-cache": "on"}
+        first = call("ECHO:from server A", cached, model="srva/gpt-4o-mini")
+        second = call("ECHO:from server A", cached, model="srvb/gpt-4o-mini")
+        assert first.json()["choices"][0]["message"]["content"] == "from server A"
+        assert second.headers["x-aura-cache-status"] == "miss"
+        assert second.json()["choices"][0]["message"]["content"] == "ANSWER FROM SERVER B"
+        assert (first.headers["x-aura-model"], second.headers["x-aura-model"]) == ("srva/gpt-4o-mini", "srvb/gpt-4o-mini")
+        assert call("ECHO:from server A", cached, model="srvb/gpt-4o-mini").headers["x-aura-cache-status"] == "hit"
+        records = UsageRecord.objects.order_by("created").values_list("model_used", flat=True)
+        assert list(records) == ["srva/gpt-4o-mini", "srvb/gpt-4o-mini", "srvb/gpt-4o-mini"]
+
+
+def test_custom_without_a_label_says_to_use_the_servers_label(call, upstream, alice):
+    services.provider_key_save(user=alice, provider="custom", api_key="sk-a-0123456789", base_url=f"{upstream.url}/v1", label="vllm")
+    error = call("hi", model="custom/llama3.3").json()["error"]
+    assert error["code"] == "provider_key_missing" and "'label/model' (yours: vllm)" in error["message"]
