@@ -3,7 +3,7 @@ import re
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from . import catalog
+from . import catalog, routing
 from .models import COMPRESSION_LEVELS, ROUTING_POLICIES
 from .providers import PROVIDER_CHOICES, PROVIDERS
 
@@ -135,4 +135,17 @@ class KeySettingsForm(forms.Form):
         return self._known("allowed_models")
 
     def clean_fallback_models(self):
-        return self._known("fallback_models")
+        fallbacks = self._known("fallback_models")
+        if len(fallbacks) > routing.MAX_FALLBACKS:
+            raise forms.ValidationError(_("At most %(count)s fallback models.") % {"count": routing.MAX_FALLBACKS})
+        return fallbacks
+
+    def clean(self):
+        cleaned = super().clean()
+        allowed, fallbacks = cleaned.get("allowed_models"), cleaned.get("fallback_models")
+        if allowed and fallbacks:
+            refused = [name for name in fallbacks if name not in allowed and name.split("/", 1)[-1] not in allowed]
+            if refused:
+                message = _("Not among the allowed models: %(ids)s. Allow them too, or leave them out.")
+                self.add_error("fallback_models", message % {"ids": ", ".join(refused)})
+        return cleaned

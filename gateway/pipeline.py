@@ -1013,6 +1013,8 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
     if usable[0] is not routes[0]:
         ctx.route_reason = "fallback:cooldown"
     for index, candidate in enumerate(usable):
+        if index > 0 and breakers[routing.host(candidate.key)] >= routing.BREAKER_THRESHOLD:
+            continue  # its host failed that often, during this call included: the next route, or the last error
         ctx.route = candidate
         if index > 0:
             ctx.route_reason = f"fallback:{_reason_code(last_error)}"
@@ -1024,8 +1026,9 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
             except ApiError as error:
                 if error.status not in RETRIABLE:
                     raise
-                routing.record_outcome(candidate.key, ok=False, analytics=ctx.caller.analytics)
-                breakers[routing.host(candidate.key)] += 1  # a later success on this route clears the streak
+                if error.status != 429:  # (the account's own limit, not the host's health: see record_outcome)
+                    routing.record_outcome(candidate.key, ok=False, analytics=ctx.caller.analytics)
+                    breakers[routing.host(candidate.key)] += 1  # a later success on this route clears the streak
                 last_error = error
                 more = index + 1 < len(usable)
                 pause = _retry_pause(error) if not more and attempt == 0 else None

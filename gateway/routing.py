@@ -33,6 +33,7 @@ AUTO_NAMES = {"auto", "aura/auto"}
 BREAKER_THRESHOLD = 5  # consecutive failures that open the breaker
 BREAKER_WINDOW = 60  # seconds a failure streak is remembered
 BREAKER_COOLDOWN = 30  # seconds a provider sits out
+MAX_FALLBACKS = 5  # per AURA key: one call makes at most 2 × (1 + 5) upstream attempts
 STICKY_SECONDS = 3600
 
 # A prompt's difficulty: one point each for code, mathematics and asks for reasoning, as these three
@@ -193,7 +194,12 @@ def breakers(keys, found: dict | None = None) -> dict[str, int]:
 
 
 def record_outcome(key, *, ok: bool, latency_ms: int | None = None, analytics: bool = True, streak: int = 1) -> None:
-    """``streak`` is the failure streak ``breakers`` saw: a success clears it only when there was one."""
+    """``streak`` is the failure streak ``breakers`` saw: a success clears it only when there was one.
+
+    Only failures of the host count (5xx, timeouts, no connection): a 429 is about one account's
+    key (its rate limit, its credit), and must not cool the provider down, or skew its health, for
+    every other account.
+    """
     name = host(key)
     if ok:
         if streak:
@@ -329,13 +335,15 @@ def plan(caller, vault, name: str, needs: Needs, conversation: str, resolve) -> 
             shown = (name if "/" in name else model.id)[:120]  # as asked: a custom server's model by its label
             raise errors.ApiError(403, f"This AURA key is not allowed to use '{shown}'.", "permission_error", "model_not_allowed", "model")
         choices = [Choice(model, key, "explicit")]
-    for fallback in caller.fallback_models:
+    for fallback in caller.fallback_models[:MAX_FALLBACKS]:
         if any(c.model.id == fallback for c in choices):
             continue
         try:
             model, key = resolve(fallback)
         except errors.ApiError:
             continue  # a fallback without a key or unknown to the catalog is skipped, not fatal
+        if not allowed(caller, model.id, fallback):
+            continue  # the key's allow-list holds for fallbacks too
         if capable(model, needs) or not model.listed:
             choices.append(Choice(model, key, "fallback"))
     return choices

@@ -161,7 +161,7 @@ def test_the_settings_page_saves_every_setting(alice_client, alice):
             "cache_ttl": "600",
             "routing_policy": "balanced",
             "reference_model": "gpt-4.1",
-            "allowed_models": "gpt-4o-mini, claude-haiku-4-5",
+            "allowed_models": "gpt-4o-mini, claude-haiku-4-5, gemini-2.5-flash",
             "fallback_models": "claude-haiku-4-5\ngemini-2.5-flash",
         },
     )
@@ -174,7 +174,7 @@ def test_the_settings_page_saves_every_setting(alice_client, alice):
         "balanced",
         "gpt-4.1",
     )
-    assert key.allowed_models == ["gpt-4o-mini", "claude-haiku-4-5"] and key.fallback_models == ["claude-haiku-4-5", "gemini-2.5-flash"]
+    assert key.allowed_models == ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"] and key.fallback_models == ["claude-haiku-4-5", "gemini-2.5-flash"]
     assert "lossy" in alice_client.get(f"/keys/{key.pk}/").content.decode()
 
 

@@ -227,3 +227,45 @@ def test_a_refused_custom_servers_model_is_named_as_asked(call, upstream, key, a
     services.api_key_configure(key=key, allowed_models=["gemini-2.5-flash"])
     refused = call({"model": "slow2/gpt-4o-mini"})
     assert refused.status_code == 403 and refused.json()["error"]["message"] == "This AURA key is not allowed to use 'slow2/gpt-4o-mini'."
+
+
+def test_one_accounts_rate_limited_key_does_not_cool_the_provider_down_for_others(call, upstream, key, bob, live_server):
+    from tests.conftest import wire
+
+    services.api_key_configure(key=key, fallback_models=["claude-haiku-4-5"])
+    for _ in range(routing.BREAKER_THRESHOLD + 1):  # alice's OpenAI key is out of credit
+        upstream.fail_next(429, headers={"Retry-After": "30"})
+        assert call({"model": "gpt-4o-mini"}).headers["x-aura-route-reason"] == "fallback:429"
+    bobs = wire(bob, upstream)
+    ApiKey.objects.filter(user=bob).update(fallback_models=["claude-haiku-4-5"])
+    response = requests.post(
+        live_server.url + "/v1/chat/completions",
+        json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "ECHO:bob"}]},
+        headers={"Authorization": f"Bearer {bobs}"},
+        timeout=30,
+    )
+    assert (response.headers["x-aura-model"], response.headers["x-aura-route-reason"]) == ("gpt-4o-mini", "explicit")
+
+
+def test_fallbacks_keep_to_the_allow_list_and_are_few(call, upstream, key, alice_client):
+    services.api_key_configure(key=key, allowed_models=["gpt-4o-mini"], fallback_models=["claude-opus-4-5"])
+    upstream.fail_next(500)
+    upstream.fail_next(500)
+    response = call({"model": "gpt-4o-mini"})
+    assert response.status_code == 502 and response.headers["x-aura-model"] == "gpt-4o-mini"
+    assert not any(r["path"].startswith("/v1/messages") for r in upstream.requests)  # Anthropic never called
+    form = {"name": key.name, "compression": "off", "cache_ttl": 3600, "routing_policy": "cost", "reference_model": "gpt-4o"}
+    page = alice_client.post(f"/keys/{key.pk}/", {**form, "allowed_models": "gpt-4o-mini", "fallback_models": "claude-opus-4-5"})
+    assert "Not among the allowed models: claude-opus-4-5" in page.content.decode()
+    many = ", ".join(f"openai/fb-{n}" for n in range(routing.MAX_FALLBACKS + 1))
+    page = alice_client.post(f"/keys/{key.pk}/", {**form, "allowed_models": "", "fallback_models": many})
+    assert f"At most {routing.MAX_FALLBACKS} fallback models." in page.content.decode()
+
+
+def test_a_call_stops_trying_a_host_that_keeps_failing(call, upstream, key):
+    services.api_key_configure(key=key, fallback_models=[f"openai/fb-{n}" for n in range(routing.MAX_FALLBACKS)])
+    for _ in range(20):
+        upstream.fail_next(500)
+    assert call({"model": "gpt-4o-mini"}).status_code == 502
+    chat_calls = [r for r in upstream.requests if r["path"] == "/v1/chat/completions"]
+    assert len(chat_calls) == routing.BREAKER_THRESHOLD  # not 2 × 6
