@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import User
 
-from . import paddle
+from . import paddle, signatures
 from .models import Subscription, Transaction, WebhookEvent
 from .plans import FREE, PLANS, plan_for_price
 from .selectors import forget_plan
@@ -47,17 +47,29 @@ def _require(data: dict, *names: str):
         raise EventError(f"missing field(s): {', '.join(missing)}")
 
 
+def _signed_account(custom_data: dict) -> str | None:
+    """The account id the checkout page signed, else None: an id without AURA's signature names no one,
+    since the browser that opens the checkout writes customData."""
+    account = custom_data.get("aura_account_id")
+    if account is None or not signatures.account_verify(account, custom_data.get("aura_account_signature")):
+        return None
+    return str(account)
+
+
 def _user_for(data: dict, customer_id: str | None) -> User:
-    account = (data.get("custom_data") or {}).get("aura_account_id")
+    custom_data = data.get("custom_data") or {}
+    account = _signed_account(custom_data)
     if account is not None:
-        user = User.objects.filter(pk=account).first() if str(account).isdigit() else None
+        user = User.objects.filter(pk=account).first() if account.isdigit() else None
         if user is None:
-            raise EventError(f"no AURA account {str(account)[:20]}")
+            raise EventError(f"no AURA account {account[:20]}")
         return user
     subscription = Subscription.objects.filter(paddle_customer_id=customer_id).select_related("user").first() if customer_id else None
-    if subscription is None:
-        raise EventError("the event names no AURA account (custom_data.aura_account_id) and its customer is unknown")
-    return subscription.user
+    if subscription is not None:
+        return subscription.user
+    if custom_data.get("aura_account_id") is not None:
+        raise EventError("custom_data.aura_account_id has no valid signature from AURA's checkout page and the customer is unknown")
+    raise EventError("the event names no AURA account (custom_data.aura_account_id) and its customer is unknown")
 
 
 def event_receive(*, payload, body_digest: str) -> tuple[WebhookEvent, bool]:
@@ -138,6 +150,10 @@ def _subscription_event(event: WebhookEvent, data: dict) -> None:
         # of one while another runs: the account's own subscription stands.
         log.info("Paddle event %s is about subscription %s, not the account's current one: kept as it is", event.event_id, data["id"])
         return
+    if other is not None and other.status in PAYING and other.paddle_customer_id != data.get("customer_id"):
+        # Someone else's subscription, however it came to name this account, must not end the one the
+        # account pays for while Paddle goes on charging it.
+        raise EventError(f"subscription {data['id'][:40]} is another Paddle customer's: the account's paying subscription stands")
     previous_plan = subscription.plan if subscription else FREE.code
     previous_status = subscription.status if subscription else None
     previous_change = (subscription.scheduled_change if subscription else None) or {}

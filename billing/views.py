@@ -23,13 +23,16 @@ log = logging.getLogger(__name__)
 
 
 def _paddle_context(request) -> dict:
-    """What the checkout script needs; the account id travels as customData, never trusted back."""
+    """What the checkout script needs; the account id travels as customData with its signature, and only
+    a valid signature makes the webhook trust it (services._user_for)."""
+    account = request.user.pk if request.user.is_authenticated else None
     return {
         "paddle": {
             "token": settings.PADDLE_CLIENT_TOKEN,
             "environment": settings.PADDLE_ENVIRONMENT,
             "email": request.user.email if request.user.is_authenticated else "",
-            "account": request.user.pk if request.user.is_authenticated else None,
+            "account": account,
+            "account_signature": signatures.account_sign(account) if account else None,
             "success_url": settings.SITE_URL + "/billing/?checkout=done",
         }
     }
@@ -60,8 +63,8 @@ def billing_page(request):
         "plan": plan,
         "plans": PLANS.values(),
         "subscription": subscription,
-        "requests_used": month["requests"],
-        "requests_percent": min(100, round(100 * month["requests"] / plan.monthly_requests)) if plan.monthly_requests else 0,
+        "requests_used": month["client_requests"],  # as the gateway counts the quota: failed fallback attempts are not requests
+        "requests_percent": min(100, round(100 * month["client_requests"] / plan.monthly_requests)) if plan.monthly_requests else 0,
         "transactions": Transaction.objects.filter(user=request.user)[:24],
         "checkout_done": request.GET.get("checkout") == "done",
         **_paddle_context(request),

@@ -27,7 +27,7 @@
         window.Paddle.Checkout.open({
           items: [{ priceId: button.getAttribute("data-checkout-price"), quantity: 1 }],
           customer: config.email ? { email: config.email } : undefined,
-          customData: { aura_account_id: String(config.account) },
+          customData: { aura_account_id: String(config.account), aura_account_signature: config.account_signature },
           settings: { successUrl: config.success_url }
         });
       });

@@ -32,12 +32,19 @@ def event(event_type, data, *, occurred_at="2026-11-20T10:00:00.000000Z", event_
     }
 
 
-def subscription_data(user, *, status="active", price=PRICE_PRO, sub_id="sub_01hv8x29kz0t586xy6zn1a62ny", **extra):
+def checkout_data(account_id) -> dict:
+    """The customData billing.js passes to Paddle.js: the account id and the page's signature of it."""
+    return {"aura_account_id": str(account_id), "aura_account_signature": signatures.account_sign(account_id)}
+
+
+def subscription_data(
+    user, *, status="active", price=PRICE_PRO, sub_id="sub_01hv8x29kz0t586xy6zn1a62ny", customer="ctm_01hv6y1jedq4p1n0yqn5ba3ky4", **extra
+):
     return {
         "id": sub_id,
         "status": status,
-        "customer_id": "ctm_01hv6y1jedq4p1n0yqn5ba3ky4",
-        "custom_data": {"aura_account_id": str(user.pk)},
+        "customer_id": customer,
+        "custom_data": checkout_data(user.pk),
         "items": [{"status": "active", "quantity": 1, "price": {"id": price, "product_id": "pro_01aura"}}],
         "current_billing_period": {"starts_at": "2026-11-20T10:00:00Z", "ends_at": "2026-12-20T10:00:00Z"},
         "next_billed_at": "2026-12-20T10:00:00Z",

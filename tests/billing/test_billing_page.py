@@ -6,6 +6,7 @@ from django.core import mail
 from billing.paddle import PaddleError
 from billing.tasks import cancel_subscription_task, send_billing_email_task
 from tests.conftest import subscribe
+from tests.metrics.conftest import record
 
 from .conftest import PRICE_TEAM
 
@@ -152,3 +153,9 @@ def test_billing_emails_name_the_plan_as_people_read_it(bob, alice):
     subscribe(alice, "team", status="canceled")
     send_billing_email_task.apply(args=[alice.pk, "subscription-canceled", 4])
     assert "on the Free plan now" in mail.outbox[-1].body and "Plan:" not in mail.outbox[-1].body
+
+
+def test_usage_counts_requests_as_the_quota_does(alice_client, alice):
+    record(alice, request_id="req_fallback-1", status=503)  # an attempt that failed over to another provider
+    record(alice, request_id="req_fallback")
+    assert "1 of 10,000 requests" in alice_client.get("/billing/").content.decode()

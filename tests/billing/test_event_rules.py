@@ -8,7 +8,7 @@ from billing.models import Subscription, WebhookEvent
 from billing.selectors import current_plan
 from billing.tasks import process_webhook_event_task
 
-from .conftest import PRICE_PRO, PRICE_TEAM, event, subscription_data
+from .conftest import PRICE_PRO, PRICE_TEAM, checkout_data, event, subscription_data
 
 OLD, NEW = "sub_01old00000000000000000000", "sub_01new00000000000000000000"
 
@@ -85,7 +85,7 @@ def test_a_scheduled_cancellation_is_announced_once(alice, django_capture_on_com
     change = {"action": "cancel", "effective_at": "2026-12-20T10:00:00Z", "resumes_at": None}
     apply(event("subscription.created", subscription_data(alice)))
     emails = []
-    for minute, extra in enumerate([{}, {"next_billed_at": None}, {"custom_data": {"aura_account_id": str(alice.pk), "x": 1}}], 1):
+    for minute, extra in enumerate([{}, {"next_billed_at": None}, {"custom_data": {**checkout_data(alice.pk), "x": 1}}], 1):
         with django_capture_on_commit_callbacks() as callbacks:
             apply(
                 event(
@@ -96,3 +96,20 @@ def test_a_scheduled_cancellation_is_announced_once(alice, django_capture_on_com
             )
         emails += callbacks
     assert len(emails) == 1
+
+
+def test_another_customers_subscription_never_replaces_a_paying_one(alice, caplog):
+    apply(event("subscription.created", subscription_data(alice, sub_id=OLD, customer="ctm_01first")))
+    second = apply(
+        event(
+            "subscription.created",
+            subscription_data(alice, sub_id=NEW, customer="ctm_01second", price=PRICE_TEAM),
+            occurred_at="2026-11-21T10:00:00Z",
+        )
+    )
+    assert second.status == WebhookEvent.FAILED and "another Paddle customer's" in second.error
+    assert f"Paddle event {second.event_id} (subscription.created) failed" in caplog.text
+    assert list(Subscription.objects.filter(user=alice).values_list("paddle_subscription_id", "paddle_customer_id")) == [
+        (OLD, "ctm_01first")
+    ]
+    assert current_plan(alice.pk).code == "pro"

@@ -1,5 +1,7 @@
 """Signed events through the webhook endpoint, processed by Celery (a real worker when Redis is configured)."""
 
+import json
+import re
 import time
 
 import pytest
@@ -7,7 +9,7 @@ import pytest
 from billing.models import Subscription, Transaction, WebhookEvent
 from billing.selectors import current_plan
 
-from .conftest import PRICE_TEAM, event, subscription_data
+from .conftest import PRICE_TEAM, checkout_data, event, subscription_data
 
 pytestmark = pytest.mark.usefixtures("transactional_db", "celery_worker")
 
@@ -89,7 +91,7 @@ def test_unknown_event_types_are_stored_and_acknowledged(deliver, db):
 
 def test_a_missing_account_fails_alone_and_others_go_on(deliver, alice):
     broken = subscription_data(alice, sub_id="sub_broken")
-    broken["custom_data"] = {"aura_account_id": "999999"}
+    broken["custom_data"] = checkout_data(999999)
     failed = send(deliver, event("subscription.created", broken))
     assert failed.status == WebhookEvent.FAILED and "no AURA account" in failed.error
     ok = send(deliver, event("subscription.created", subscription_data(alice), occurred_at="2026-11-20T11:00:00Z"))
@@ -147,3 +149,34 @@ def test_customer_updated_is_processed(deliver, alice):
     )
     assert row.status == WebhookEvent.PROCESSED
     assert "new@example.org" not in str(Subscription.objects.values().get())
+
+
+def page_checkout_data(client) -> dict:
+    """The customData billing.js builds from the pricing page's checkout config."""
+    page = client.get("/pricing/").content.decode()
+    config = json.loads(re.search(r'<script id="paddle-config" type="application/json">(.*?)</script>', page).group(1))
+    return {"aura_account_id": str(config["account"]), "aura_account_signature": config["account_signature"]}
+
+
+def test_a_checkout_from_the_pricing_page_grants_the_plan_to_its_account(deliver, alice_client, alice):
+    custom_data = page_checkout_data(alice_client)
+    assert custom_data == checkout_data(alice.pk)  # the page carries the id and its signature
+    row = send(deliver, event("subscription.created", {**subscription_data(alice, price=PRICE_TEAM), "custom_data": custom_data}))
+    assert row.status == WebhookEvent.PROCESSED
+    assert "Team" in alice_client.get("/billing/").content.decode() and current_plan(alice.pk).code == "team"
+
+
+def test_another_accounts_id_in_a_checkout_is_refused_and_the_victim_keeps_their_plan(deliver, client, alice, bob, paddle_api):
+    send(deliver, event("subscription.created", subscription_data(bob, sub_id="sub_01bob", customer="ctm_01bob")))
+    client.force_login(alice)
+    forged = {**page_checkout_data(client), "aura_account_id": str(bob.pk)}  # alice's page, bob's id
+    attack = subscription_data(bob, sub_id="sub_01alice", customer="ctm_01alice", price=PRICE_TEAM, custom_data=forged)
+    created = send(deliver, event("subscription.created", attack, occurred_at="2026-11-21T10:00:00Z"))
+    canceled = send(deliver, event("subscription.canceled", {**attack, "status": "canceled"}, occurred_at="2026-11-22T10:00:00Z"))
+    for row in (created, canceled):
+        assert row.status == WebhookEvent.FAILED and "no valid signature" in row.error
+        assert forged["aura_account_signature"] not in row.error
+    assert current_plan(bob.pk).code == "pro"
+    client.force_login(bob)
+    assert client.post("/billing/portal/").status_code == 302
+    assert paddle_api.calls[-1]["path"] == "/customers/ctm_01bob/portal-sessions"

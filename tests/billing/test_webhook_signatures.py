@@ -59,6 +59,14 @@ def test_a_malformed_header_is_a_400(deliver, db):
     assert deliver(PAYLOAD, header="ts=abc;h1=").status_code == 400
 
 
+def test_a_timestamp_or_signature_that_is_not_ascii_digits_or_hex_is_a_400(deliver, db):
+    now = int(time.time())
+    assert deliver(PAYLOAD, header=f"ts={now};h1=éé").status_code == 400
+    assert deliver(PAYLOAD, header="ts=²;h1=ab").status_code == 400
+    assert deliver(PAYLOAD, header=f"ts={now};h1=xyz").status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
 def test_a_refusal_is_logged_without_the_body(deliver, db, caplog):
     deliver(PAYLOAD, header=signed(BODY, secret="wrong"))
     assert "Paddle webhook refused: no signature matches" in caplog.text
