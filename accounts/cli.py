@@ -52,7 +52,11 @@ def user_summary(user: User) -> dict:
         "status": "active" if user.is_active else "inactive",
         "plan": plan.code,
         "subscription_status": subscription.status if subscription else None,
-        "quota": {"monthly_requests": plan.monthly_requests, "used": month["requests"], "requests_per_minute": plan.requests_per_minute},
+        "quota": {
+            "monthly_requests": plan.monthly_requests,
+            "used": month["client_requests"],
+            "requests_per_minute": plan.requests_per_minute,
+        },
         "language": user.language,
         "created": user.created.isoformat(),
         "last_login": user.last_login.isoformat() if user.last_login else None,

@@ -5,6 +5,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from accounts.models import User
+from tests.metrics.conftest import record
 
 
 def aura(*args):
@@ -46,3 +47,9 @@ def test_user_show_prints_json_without_secrets(alice):
 def test_user_show_unknown_is_an_error(db):
     with pytest.raises(CommandError, match="no user with email"):
         aura("user-show", "--email", "nobody@example.org")
+
+
+def test_user_show_counts_the_quota_as_the_gateway_does(alice):
+    record(alice, request_id="req_fallback-1", status=503)  # an attempt that failed over to another provider
+    record(alice, request_id="req_fallback")
+    assert json.loads(aura("user-show", "--email", "alice@example.org"))["quota"]["used"] == 1
