@@ -11,12 +11,12 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, models, transaction
 from django.urls import reverse
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from aura.emails import send_email
 from aura.http import normal_ip
 
-from . import selectors
+from . import charts, selectors
 from .aggregate import DIMENSIONS, ROLLUP_FIELDS, Totals, hour_floor, raw_rows
 from .models import Alert, AlertSettings, DailyRollup, HourlyRollup, KeyBudget, RollupWatermark, UsageRecord
 
@@ -487,6 +487,14 @@ EMAIL_TEMPLATES = {
 }
 
 
+def _budget_figures(alert: Alert) -> dict:
+    """The spend as the dashboard writes it (a sub-cent spend keeps four decimals: $0.0013, not $0.00) and the
+    share of the budget it is, which the threshold passed need not be."""
+    spend, budget = alert.details["spend"], alert.details["budget"]
+    with translation.override(alert.user.language):
+        return {"spend": charts.fmt(spend, "usd"), "share": charts.fmt(spend / budget, "percent")}
+
+
 def alert_send(*, alert: Alert) -> None:
     """Email an alert to each recipient once: a retry after a failure skips those already sent."""
     if alert.email != "pending":
@@ -505,6 +513,7 @@ def alert_send(*, alert: Alert) -> None:
         "dashboard_url": settings.SITE_URL + reverse("dashboard"),
         "billing_url": settings.SITE_URL + reverse("billing"),
         "errors_url": settings.SITE_URL + reverse("usage_log") + "?status=error",
+        **(_budget_figures(alert) if alert.kind in ("budget", "key_budget") else {}),
     }
     for address in selectors.alert_settings(user).recipient_list():
         if address in alert.sent_to:

@@ -246,6 +246,21 @@ def test_every_alert_email_links_to_the_alert_settings(alice, alice_api_key, sma
     assert 'href="http://127.0.0.1:8000/settings/alerts/"' in message.alternatives[0][0]
 
 
+def test_a_budget_email_tells_the_threshold_passed_from_the_share_spent(alice, bob, bob_api_key):
+    AlertSettings.objects.create(user=alice, monthly_budget_usd=Decimal("0.01"), thresholds=[1])
+    KeyBudget.objects.create(api_key=bob_api_key, monthly_budget_usd=Decimal("0.01"))
+    AlertSettings.objects.create(user=bob, thresholds=[1])
+    record(alice, cost_usd=Decimal("0.00133"))
+    record(bob, key=bob_api_key, cost_usd=Decimal("0.00133"))
+    for user in (alice, bob):
+        (alert,) = check(user)
+        send_alert_task.apply(args=[alert.pk])
+    english, russian = mail.outbox
+    assert "have passed 1% of your $0.01 monthly budget: this month they have cost $0.0013, 13.0% of the budget." in english.body
+    assert "this month they have cost $0.0013, 13.0% of the budget." in english.alternatives[0][0]
+    assert "«bobs» превысили 1% его месячного бюджета в $0,01: в этом месяце они обошлись в $0,0013, это 13,0% бюджета." in russian.body
+
+
 def test_emails_are_in_the_users_language(alice, bob, small_plan):
     calls(alice, 8)
     calls(bob, 8)
