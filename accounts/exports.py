@@ -8,6 +8,8 @@ from importlib import import_module
 
 from django.apps import apps
 
+from aura.spreadsheets import text_cell
+
 README = """AURA data export
 ================
 
@@ -30,6 +32,10 @@ def _plain(value):
     return format(value, "f") if isinstance(value, Decimal) else value
 
 
+def _cell(value):
+    return text_cell(_plain(value))
+
+
 def as_json(data) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=lambda value: str(_plain(value)))
 
@@ -39,7 +45,7 @@ def as_csv(rows: list[dict], columns: list[str]) -> str:
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: _plain(row.get(k)) for k in columns})
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
     return out.getvalue()
 
 

@@ -12,6 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from aura.spreadsheets import text_cell
 from gateway.models import ApiKey
 
 from . import charts, selectors, services
@@ -159,9 +160,8 @@ class _Echo:
 
 
 def _cell(value):
-    # A cell starting like a formula would run in a spreadsheet: model names and key names are typed by people.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
+    if isinstance(value, str):
+        return text_cell(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     if isinstance(value, Decimal):

