@@ -174,7 +174,8 @@ def test_the_settings_page_saves_every_setting(alice_client, alice):
         "balanced",
         "gpt-4.1",
     )
-    assert key.allowed_models == ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"] and key.fallback_models == ["claude-haiku-4-5", "gemini-2.5-flash"]
+    assert key.allowed_models == ["gpt-4o-mini", "claude-haiku-4-5", "gemini-2.5-flash"]
+    assert key.fallback_models == ["claude-haiku-4-5", "gemini-2.5-flash"]
     assert "lossy" in alice_client.get(f"/keys/{key.pk}/").content.decode()
 
 
