@@ -6,8 +6,16 @@ test steer it through the last user message:
 
 - ``ECHO: <text>`` makes ``<text>`` the reply; otherwise it is ``Mock reply to <N> messages.``
 - ``CALL_TOOL`` (with tools in the request) answers with a call to the first tool;
+  ``CALL_TOOL_NO_ARGS`` calls it with no arguments;
 - ``FAIL_500``, ``FAIL_429``, ``FAIL_TIMEOUT`` (30 s of silence) and ``FAIL_ECHO`` (a 400 whose
-  message quotes the prompt) fail on demand.
+  message quotes the prompt) fail on demand; ``FAIL_CONTEXT`` is the provider's refusal of a
+  prompt longer than the context window (Anthropic, Gemini);
+- ``FINISH_REASON:<REASON>`` ends the answer with that stop or finish reason (Anthropic, Gemini);
+- ``BLOCK_PROMPT`` makes Gemini block the prompt (``promptFeedback``, no candidates).
+
+Like the real APIs, Anthropic refuses ``temperature`` with ``top_p`` and an empty turn, Gemini
+refuses an empty turn, and Gemini 3 and later models sign their function calls
+(``thoughtSignature``) and refuse a replayed call whose signature is missing or not theirs.
 
 :meth:`MockProvider.fail_next` queues failures, ``fail_rate`` fails at random, and every
 request is kept in :attr:`MockProvider.requests` so a test can see what reached "upstream".
@@ -42,10 +50,19 @@ from urllib.parse import parse_qsl, urlsplit
 DEFAULT_PORT = 8900
 ECHO_MARKER = "ECHO:"
 TOOL_MARKER = "CALL_TOOL"
+NO_ARGUMENTS_MARKER = "CALL_TOOL_NO_ARGS"
+CONTEXT_MARKER = "FAIL_CONTEXT"
+BLOCK_MARKER = "BLOCK_PROMPT"
+FINISH_MARKER = re.compile(r"FINISH_REASON:(\w+)")
 TOOL_ARGUMENTS = {"q": "mock"}
 EMBEDDING_DIMENSIONS = 8
 FAIL_TIMEOUT_SECONDS = 30.0
 RETRY_AFTER_SECONDS = "1"
+GEMINI_CONTEXT_WINDOW = 1048576
+# Gemini's documented stand-in for a function call it did not sign.
+UNSIGNED = "skip_thought_signature_validator"
+# gemini-embedding-001's full size: only full-size embeddings come back normalised.
+GEMINI_EMBEDDING_SIZE = 3072
 # OpenAI caches prompts of 1024+ tokens and reports hits in 128-token steps.
 PREFIX_CACHE_MIN_TOKENS = 1024
 OPENAI_CACHE_STEP = 128
@@ -109,14 +126,19 @@ class Answer:
     pieces: tuple[str, ...] = ()  # one word each, leading whitespace kept, so "".join() is the text
     truncated: bool = False  # cut short by the request's output-token limit
     tool_name: str | None = None
+    no_arguments: bool = False
 
     @property
     def text(self) -> str:
         return "".join(self.pieces)
 
     @property
+    def input(self) -> dict:
+        return {} if self.no_arguments else dict(TOOL_ARGUMENTS)
+
+    @property
     def arguments(self) -> str:
-        return json.dumps(TOOL_ARGUMENTS, separators=(",", ":"))
+        return json.dumps(self.input, separators=(",", ":"))
 
     @property
     def tokens(self) -> int:
@@ -141,7 +163,7 @@ def split_json(arguments: str) -> list[str]:
 
 def make_answer(user_text: str, message_count: int, tool_name: str | None, max_tokens: int | None) -> Answer:
     if tool_name and TOOL_MARKER in user_text:
-        return Answer(tool_name=tool_name)
+        return Answer(tool_name=tool_name, no_arguments=NO_ARGUMENTS_MARKER in user_text)
     if ECHO_MARKER in user_text:
         text = user_text.split(ECHO_MARKER, 1)[1].strip()
     else:
@@ -149,6 +171,12 @@ def make_answer(user_text: str, message_count: int, tool_name: str | None, max_t
     pieces = split_words(text)
     truncated = max_tokens is not None and len(pieces) > max_tokens
     return Answer(tuple(pieces[:max_tokens] if truncated else pieces), truncated)
+
+
+def forced_finish(user_text: str) -> str | None:
+    """The stop or finish reason a ``FINISH_REASON:<REASON>`` marker asks for."""
+    match = FINISH_MARKER.search(user_text)
+    return match[1] if match else None
 
 
 def embedding(item: Any, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
@@ -436,8 +464,17 @@ class _Anthropic(_API):
             raise ProviderError(400, "messages: Field required")
         if max_tokens is None:
             raise ProviderError(400, "max_tokens: Field required")
+        if body.get("temperature") is not None and body.get("top_p") is not None:
+            raise ProviderError(400, "`temperature` and `top_p` cannot both be specified for this model. Please use only one.")
+        for number, message in enumerate(messages):
+            if not message.get("content") and not (number == len(messages) - 1 and message.get("role") == "assistant"):
+                raise ProviderError(
+                    400, f"messages.{number}: all messages must have non-empty content except for the optional final assistant message"
+                )
         user_text = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         self.mock.check_markers(user_text)
+        if CONTEXT_MARKER in user_text:
+            raise ProviderError(400, "prompt is too long: 200001 tokens > 200000 maximum")
 
         tools = body.get("tools") or []
         answer = make_answer(user_text, len(messages), tools[0].get("name") if tools else None, max_tokens)
@@ -448,7 +485,7 @@ class _Anthropic(_API):
             "cache_read_input_tokens": read,
             "output_tokens": answer.tokens,
         }
-        stop_reason = "tool_use" if answer.tool_name else "max_tokens" if answer.truncated else "end_turn"
+        stop_reason = forced_finish(user_text) or ("tool_use" if answer.tool_name else "max_tokens" if answer.truncated else "end_turn")
         message = {
             "id": new_id("msg_"),
             "type": "message",
@@ -478,7 +515,7 @@ class _Anthropic(_API):
 
     def _block(self, answer: Answer) -> dict:
         if answer.tool_name:
-            return {"type": "tool_use", "id": new_id("toolu_"), "name": answer.tool_name, "input": dict(TOOL_ARGUMENTS)}
+            return {"type": "tool_use", "id": new_id("toolu_"), "name": answer.tool_name, "input": answer.input}
         return {"type": "text", "text": answer.text}
 
     @staticmethod
@@ -494,7 +531,9 @@ class _Anthropic(_API):
         if answer.tool_name:
             yield event("content_block_start", index=0, content_block={**block, "input": {}})
             yield event("ping")
-            deltas = [{"type": "input_json_delta", "partial_json": part} for part in ["", *split_json(answer.arguments)]]
+            # A call without arguments streams only the opening empty fragment, as Anthropic's does.
+            fragments = split_json(answer.arguments) if answer.input else []
+            deltas = [{"type": "input_json_delta", "partial_json": part} for part in ["", *fragments]]
         else:
             yield event("content_block_start", index=0, content_block={"type": "text", "text": ""})
             yield event("ping")
@@ -553,6 +592,16 @@ class _Gemini(_API):
             error["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": code, "domain": "googleapis.com"}]
         return {"error": error}
 
+    def error_reply(self, error: ProviderError) -> Reply:
+        if error.status != HTTPStatus.TOO_MANY_REQUESTS:
+            return super().error_reply(error)
+        # Gemini says when to retry in the body (google.rpc.RetryInfo), with no Retry-After header.
+        message = error.message or "You exceeded your current quota, please check your plan and billing details."
+        body = self.error_body(error.status, message, error.code)
+        retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{RETRY_AFTER_SECONDS}s"}
+        body["error"]["details"] = [*body["error"].get("details", []), retry]
+        return Reply(error.status, body, dict(error.headers))
+
     @staticmethod
     def _model(name: str, methods: tuple[str, ...]) -> dict:
         return {
@@ -572,13 +621,50 @@ class _Gemini(_API):
                 return declarations[0].get("name")
         return None
 
+    @staticmethod
+    def _signs_calls(model: str) -> bool:
+        match = re.search(r"gemini-(\d+)", model)
+        return match is not None and int(match[1]) >= 3
+
+    @staticmethod
+    def _signature(model: str, function_call: dict) -> str:
+        """The mock's thought signature for a call: base64 that uses "+", "/" and "=", as real ones do."""
+        digest = hashlib.sha256(json.dumps([model, function_call], sort_keys=True).encode()).digest()
+        return base64.b64encode(b"\xfb\xef\xff" + digest).decode()
+
+    def _check_contents(self, contents: list, model: str) -> None:
+        """Refuse what Gemini refuses: an empty turn, and (Gemini 3+) a replayed call without its signature."""
+        for number, content in enumerate(contents):
+            parts = content.get("parts") if isinstance(content, dict) else None
+            if not parts:
+                raise ProviderError(400, f"* GenerateContentRequest.contents[{number}].parts: contents.parts must not be empty.")
+            calls = [part for part in parts if isinstance(part, dict) and "functionCall" in part]
+            if not self._signs_calls(model) or not calls:
+                continue
+            if "thoughtSignature" not in calls[0]:
+                raise ProviderError(
+                    400,
+                    f"Function call is missing a thought_signature in functionCall parts, position {number}. "
+                    "Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more details.",
+                )
+            for part in calls:
+                if part.get("thoughtSignature") not in (None, UNSIGNED, self._signature(model, part["functionCall"])):
+                    raise ProviderError(400, f"Corrupted thought signature in contents[{number}].")
+
     def _generate(self, call: Call, key: str, model: str, *, stream: bool) -> Reply | Stream:
         body = call.json if isinstance(call.json, dict) else {}
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             raise ProviderError(400, "* GenerateContentRequest.contents: contents is not specified")
+        self._check_contents(contents, model)
         user_text = next((text_of(c.get("parts")) for c in reversed(contents) if c.get("role", "user") == "user"), "")
         self.mock.check_markers(user_text)
+        if CONTEXT_MARKER in user_text:
+            raise ProviderError(
+                400,
+                f"The input token count ({GEMINI_CONTEXT_WINDOW + 1}) exceeds the maximum number of tokens allowed "
+                f"({GEMINI_CONTEXT_WINDOW}).",
+            )
 
         config = body.get("generationConfig") or {}
         tool_name = self._first_function(body.get("tools") or [])
@@ -588,7 +674,12 @@ class _Gemini(_API):
         prompt_tokens = estimate_tokens(prompt)
         cached = self.mock.prefix_cache_hit(("gemini", key, model), prompt, prompt_tokens)
         envelope = {"modelVersion": model, "responseId": uuid.uuid4().hex[:22]}
-        finish = "MAX_TOKENS" if answer.truncated else "STOP"
+        if BLOCK_MARKER in user_text:
+            # A blocked prompt: no candidates at all, and promptFeedback says why.
+            usage = {"promptTokenCount": prompt_tokens, "totalTokenCount": prompt_tokens}
+            blocked = {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage, **envelope}
+            return self._stream(call, [blocked]) if stream else Reply(200, blocked)
+        finish = forced_finish(user_text) or ("MAX_TOKENS" if answer.truncated else "STOP")
 
         def response(parts: list[dict], output_tokens: int, finished: bool) -> dict:
             candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}}
@@ -601,7 +692,10 @@ class _Gemini(_API):
             }
 
         if answer.tool_name:
-            parts = [{"functionCall": {"name": answer.tool_name, "args": dict(TOOL_ARGUMENTS)}}]
+            function_call = {"name": answer.tool_name, "args": answer.input}
+            parts = [{"functionCall": function_call}]
+            if self._signs_calls(model):
+                parts[0]["thoughtSignature"] = self._signature(model, function_call)
             steps = [(parts, answer.tokens)]
         else:
             # Each streamed response carries cumulative usage, so the last one holds the totals.
@@ -609,7 +703,9 @@ class _Gemini(_API):
         if not stream:
             parts = steps[0][0] if answer.tool_name else [{"text": answer.text}]
             return Reply(200, response(parts, answer.tokens, True))
-        chunks = [response(parts, tokens, number == len(steps)) for number, (parts, tokens) in enumerate(steps, 1)]
+        return self._stream(call, [response(parts, tokens, number == len(steps)) for number, (parts, tokens) in enumerate(steps, 1)])
+
+    def _stream(self, call: Call, chunks: list[dict]) -> Stream:
         if call.query.get("alt") == "sse":
             # Gemini frames its SSE with CRLF line endings.
             return Stream(sse(chunk, newline="\r\n") for chunk in chunks)
@@ -636,6 +732,13 @@ class _Gemini(_API):
             usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
         return usage
 
+    @staticmethod
+    def _embedding(text: str, dimensions: int | None) -> list[float]:
+        """A shortened embedding is the full one cut (Matryoshka), so it is no longer a unit vector."""
+        if dimensions and dimensions < GEMINI_EMBEDDING_SIZE:
+            return embedding(text, GEMINI_EMBEDDING_SIZE)[:dimensions]
+        return embedding(text, dimensions or EMBEDDING_DIMENSIONS)
+
     def _embed(self, call: Call, *, batch: bool) -> Reply:
         body = call.json if isinstance(call.json, dict) else {}
         requests = body.get("requests") if batch else [body]
@@ -644,7 +747,7 @@ class _Gemini(_API):
         texts = [text_of((request.get("content") or {}).get("parts")) for request in requests]
         self.mock.check_markers(" ".join(texts))
         embeddings = [
-            {"values": embedding(text, _int(request.get("outputDimensionality")) or EMBEDDING_DIMENSIONS)}
+            {"values": self._embedding(text, _int(request.get("outputDimensionality")))}
             for text, request in zip(texts, requests, strict=True)
         ]
         return Reply(200, {"embeddings": embeddings} if batch else {"embedding": embeddings[0]})

@@ -837,12 +837,15 @@ def _upstream_error(ctx: Context, response: upstream.Response) -> ApiError:
         data = response.json()
     except ValueError:
         data = None
-    kind, code, param = ADAPTERS[provider.protocol].error_info(data)
+    info = ADAPTERS[provider.protocol].error_info(data)
+    kind, code, param = info.kind, info.code, info.param
     status = response.status_code
     detail = ", ".join(str(x) for x in (kind, code) if x)
     suffix = f" ({detail})" if detail else ""
     if status == 429:
-        headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else {}
+        # Gemini says when in the body (RetryInfo), which its adapter reads, rather than in a header.
+        retry_after = response.headers.get("Retry-After") or info.retry_after
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         return ApiError(
             429,
             f"{provider.name} is rate limiting this key. Retry after a short wait{suffix}.",
@@ -856,6 +859,15 @@ def _upstream_error(ctx: Context, response: upstream.Response) -> ApiError:
             f"{provider.name} rejected the stored provider key (HTTP {status}). Replace it under Provider keys in the AURA cabinet.",
             "invalid_request_error",
             "provider_key_rejected",
+        )
+    if code == "context_length_exceeded":
+        return ApiError(
+            400,
+            f"The messages are longer than this model's context window at {provider.name}. "
+            "Shorten them, or use a model with a larger context window.",
+            "invalid_request_error",
+            code,
+            "messages",
         )
     if 400 <= status < 500:
         return ApiError(

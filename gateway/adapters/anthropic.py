@@ -1,9 +1,10 @@
 """Anthropic's Messages API, spoken in OpenAI's terms both ways."""
 
 import json
+import re
 import time
 
-from .base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
+from .base import AdapterError, Call, ErrorInfo, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -12,9 +13,11 @@ STOP_REASONS = {
     "stop_sequence": "stop",
     "pause_turn": "stop",
     "max_tokens": "length",
+    "model_context_window_exceeded": "length",
     "tool_use": "tool_calls",
     "refusal": "content_filter",
 }
+_TOO_LONG = re.compile(r"prompt is too long", re.IGNORECASE)
 
 
 def _headers(secret: str) -> dict:
@@ -76,7 +79,8 @@ def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
                 except json.JSONDecodeError:
                     raise AdapterError("A tool call's arguments are not valid JSON.", "messages") from None
                 blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments})
-            add("assistant", blocks)
+            if blocks:  # Anthropic refuses an empty assistant turn, which OpenAI takes in history
+                add("assistant", blocks)
         elif role in ("tool", "function"):
             add(
                 "user",
@@ -158,9 +162,10 @@ def to_upstream(call: Call) -> Upstream:
     }
     if system:
         upstream["system"] = system
+    # Current Claude models refuse temperature and top_p together: temperature is the one kept.
     if body.get("temperature") is not None:
         upstream["temperature"] = min(float(body["temperature"]), 1.0)
-    if body.get("top_p") is not None:
+    elif body.get("top_p") is not None:
         upstream["top_p"] = body["top_p"]
     stop = body.get("stop")
     if stop:
@@ -231,6 +236,7 @@ def stream_chunks(lines, call: Call, state: StreamState):
     """Translate Anthropic's event stream into OpenAI chunks as they arrive."""
     base = None
     tool_index: dict[int, int] = {}
+    no_arguments: set[int] = set()  # tool_use blocks no argument text has come for yet
     input_usage = {}
     for event, payload in iter_sse(lines):
         data = json.loads(payload)
@@ -248,6 +254,7 @@ def stream_chunks(lines, call: Call, state: StreamState):
         elif kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
+                no_arguments.add(data.get("index", 0))
                 index = tool_index.setdefault(data.get("index", 0), len(tool_index))
                 delta = {
                     "tool_calls": [
@@ -266,10 +273,17 @@ def stream_chunks(lines, call: Call, state: StreamState):
                 state.saw_text(delta.get("text"))
                 yield {**base, "choices": [{"index": 0, "delta": {"content": delta.get("text", "")}, "finish_reason": None}]}
             elif delta.get("type") == "input_json_delta":
+                if delta.get("partial_json"):
+                    no_arguments.discard(data.get("index", 0))
                 index = tool_index.get(data.get("index", 0), 0)
                 state.saw_text(delta.get("partial_json"))
                 out = {"tool_calls": [{"index": index, "function": {"arguments": delta.get("partial_json", "")}}]}
                 yield {**base, "choices": [{"index": 0, "delta": out, "finish_reason": None}]}
+        elif kind == "content_block_stop" and data.get("index", 0) in no_arguments:
+            # A call without arguments streams none; the client would be left with "" where "{}" belongs.
+            no_arguments.discard(data.get("index", 0))
+            out = {"tool_calls": [{"index": tool_index[data.get("index", 0)], "function": {"arguments": "{}"}}]}
+            yield {**base, "choices": [{"index": 0, "delta": out, "finish_reason": None}]}
         elif kind == "message_delta":
             state.usage = usage_from({**input_usage, **(data.get("usage") or {})})
             reason = STOP_REASONS.get((data.get("delta") or {}).get("stop_reason"), "stop")
@@ -291,8 +305,12 @@ def check_key(base_url: str, secret: str) -> Upstream:
     return Upstream("GET", f"{base_url}/v1/models", _headers(secret))
 
 
-def error_info(data) -> tuple[str | None, str | None, str | None]:
+def error_info(data) -> ErrorInfo:
+    """The message is read only to tell a prompt over the context window; it never leaves here."""
     error = (data or {}).get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        return None, None, None
-    return error.get("type"), None, None
+        return ErrorInfo()
+    kind = error.get("type")
+    if kind == "invalid_request_error" and _TOO_LONG.search(str(error.get("message") or "")):
+        return ErrorInfo(kind, "context_length_exceeded", "messages")
+    return ErrorInfo(kind)

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 @dataclass
@@ -47,6 +48,16 @@ class Upstream:
     url: str
     headers: dict = field(repr=False)
     json: dict | None = None
+
+
+class ErrorInfo(NamedTuple):
+    """What an adapter reads from a provider's error body: its kind and code, never its message,
+    which may quote the prompt."""
+
+    kind: str | None = None
+    code: str | None = None
+    param: str | None = None
+    retry_after: int | None = None  # whole seconds, when the body (not a header) says when to retry
 
 
 class AdapterError(ValueError):

@@ -2,21 +2,51 @@
 
 The key travels in the ``x-goog-api-key`` header, never in the URL, where a
 proxy or access log could keep it.
+
+Gemini 3 and later sign each function call (``thoughtSignature``) and refuse a
+replayed call without its signature. AURA keeps nothing between calls, so the
+signature travels in the tool call's id, which every client sends back.
 """
 
 import base64
 import hashlib
 import json
+import math
 import mimetypes
+import re
 import struct
 import time
 from urllib.parse import urlsplit
 
-from .base import AdapterError, Call, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
+from .base import (
+    AdapterError,
+    Call,
+    ErrorInfo,
+    StreamState,
+    Upstream,
+    UpstreamStreamError,
+    Usage,
+    finish_chunk_base,
+    iter_sse,
+    text_of,
+)
 
-FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length"}
-# JSON-schema keywords Gemini's schema subset rejects.
+# Gemini's finish reasons for an answer it filtered; the others (OTHER, LANGUAGE,
+# MALFORMED_FUNCTION_CALL, TOO_MANY_TOOL_CALLS, ...) end an answer without filtering it.
+FILTERED = ("SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII")
+FILTERED += ("IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT", "IMAGE_RECITATION")
+FINISH_REASONS = {"STOP": "stop", "MAX_TOKENS": "length", **dict.fromkeys(FILTERED, "content_filter")}
+# JSON-schema keywords Gemini's schema subset rejects ($defs and definitions are inlined where referred to).
 _SCHEMA_DROP = {"additionalProperties", "$schema", "strict", "$defs", "definitions"}
+# Keywords whose value is a schema or a list of schemas ("properties" maps names to schemas).
+_SCHEMA_NESTED = {"items", "prefixItems", "anyOf", "oneOf", "allOf", "not"}
+# The signature Gemini documents for a function call it did not sign (history from another model).
+UNSIGNED = "skip_thought_signature_validator"
+_SIGNED_ID = re.compile(r"call_[0-9a-f]{24}_sig_([A-Za-z0-9_-]+)")
+_TO_URLSAFE = str.maketrans("+/", "-_")
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+_TOO_LONG = re.compile(r"input token count.*exceeds the maximum", re.IGNORECASE | re.DOTALL)
+_DELAY = re.compile(r"(\d+(?:\.\d+)?)s")
 
 
 def _headers(secret: str) -> dict:
@@ -25,17 +55,76 @@ def _headers(secret: str) -> dict:
 
 # Deeper than any schema a model is given in practice, and far from Python's recursion limit.
 _SCHEMA_DEPTH = 64
+# More $ref expansions than a real schema has; a few refs to refs could otherwise expand without end.
+_SCHEMA_INLINED = 1000
 
 
-def _schema(schema, param: str, depth: int = 0):
-    """The schema in Gemini's subset (the keywords it rejects dropped), refused past a sane depth."""
-    if depth > _SCHEMA_DEPTH:
-        raise AdapterError(f"This JSON schema is nested more than {_SCHEMA_DEPTH} levels deep, more than Gemini models take.", param)
+def _schema(schema, param: str):
+    """The schema in Gemini's subset: refs to its own $defs inlined, the keywords Gemini rejects dropped.
+
+    Keywords are dropped only where they are keywords: a property may well be named ``strict``.
+    Pydantic models (``client.beta.chat.completions.parse``) put nested models under ``$defs``.
+    """
+    defs = {}
     if isinstance(schema, dict):
-        return {k: _schema(v, param, depth + 1) for k, v in schema.items() if k not in _SCHEMA_DROP}
-    if isinstance(schema, list):
-        return [_schema(v, param, depth + 1) for v in schema]
-    return schema
+        for keyword in ("$defs", "definitions"):
+            if isinstance(schema.get(keyword), dict):
+                defs.update({f"#/{keyword}/{name}": sub for name, sub in schema[keyword].items()})
+    inlined = 0
+
+    def walk(node, refs: tuple, depth: int):
+        nonlocal inlined
+        if depth > _SCHEMA_DEPTH:
+            raise AdapterError(f"This JSON schema is nested more than {_SCHEMA_DEPTH} levels deep, more than Gemini models take.", param)
+        if isinstance(node, list):
+            return [walk(sub, refs, depth + 1) for sub in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            ref = node["$ref"]
+            if ref in refs:
+                raise AdapterError("This JSON schema is recursive (a $ref refers back to itself): Gemini models take none.", param)
+            if not isinstance(ref, str) or not isinstance(defs.get(ref), dict):
+                raise AdapterError("This JSON schema has a $ref outside its own $defs, which Gemini models cannot follow.", param)
+            inlined += 1
+            if inlined > _SCHEMA_INLINED:
+                raise AdapterError(f"This JSON schema uses $ref more than {_SCHEMA_INLINED} times, more than Gemini models take.", param)
+            siblings = {k: v for k, v in node.items() if k != "$ref"}
+            return walk({**defs[ref], **siblings}, (*refs, ref), depth + 1)
+        result = {}
+        for key, value in node.items():
+            if key in _SCHEMA_DROP:
+                continue
+            if key == "properties" and isinstance(value, dict):
+                value = {name: walk(sub, refs, depth + 1) for name, sub in value.items()}
+            elif key in _SCHEMA_NESTED:
+                value = walk(value, refs, depth + 1)
+            result[key] = value
+        return result
+
+    return walk(schema, (), 0)
+
+
+def _signs_calls(model: str) -> bool:
+    """Gemini 3 and later refuse a replayed function call without its thought signature."""
+    match = re.search(r"gemini-(\d+)", model)
+    return match is not None and int(match[1]) >= 3
+
+
+def _signed_id(call_id: str, signature: str | None) -> str:
+    """The tool call id with the call's signature in it (URL-safe, as ids must be), for the replay."""
+    if not signature:
+        return call_id
+    return f"{call_id}_sig_{signature.translate(_TO_URLSAFE).rstrip('=')}"
+
+
+def _signature(call_id) -> str | None:
+    """The signature ``_signed_id`` put into a tool call id, in the base64 Gemini sent it in."""
+    match = _SIGNED_ID.fullmatch(call_id or "")
+    if match is None:
+        return None
+    packed = match[1].translate(_FROM_URLSAFE)
+    return packed + "=" * (-len(packed) % 4)
 
 
 def _parts(content) -> list[dict]:
@@ -63,7 +152,21 @@ def _parts(content) -> list[dict]:
     return parts
 
 
-def _contents(messages: list[dict]) -> tuple[list[dict], list[dict]]:
+def _function_call(call: dict) -> dict:
+    function = call.get("function") or {}
+    try:
+        args = json.loads(function.get("arguments") or "{}")
+    except json.JSONDecodeError:
+        raise AdapterError("A tool call's arguments are not valid JSON.", "messages") from None
+    part = {"functionCall": {"name": function.get("name"), "args": args}}
+    signature = _signature(call.get("id"))
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
+
+
+def _contents(messages: list[dict], signed: bool) -> tuple[list[dict], list[dict]]:
+    """The system instruction and the turns; ``signed``: the model refuses function calls without a signature."""
     system, contents = [], []
     names: dict[str, str] = {}
 
@@ -80,16 +183,15 @@ def _contents(messages: list[dict]) -> tuple[list[dict], list[dict]]:
         elif role == "user":
             add("user", _parts(message.get("content")))
         elif role == "assistant":
-            parts = _parts(message.get("content"))
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") or {}
-                names[call.get("id")] = function.get("name")
-                try:
-                    args = json.loads(function.get("arguments") or "{}")
-                except json.JSONDecodeError:
-                    raise AdapterError("A tool call's arguments are not valid JSON.", "messages") from None
-                parts.append({"functionCall": {"name": function.get("name"), "args": args}})
-            add("model", parts)
+            calls = message.get("tool_calls") or ()
+            names.update((call.get("id"), (call.get("function") or {}).get("name")) for call in calls)
+            function_calls = [_function_call(call) for call in calls]
+            # Gemini checks the first call of each step; one it never signed (another model's) passes with this.
+            if signed and function_calls and "thoughtSignature" not in function_calls[0]:
+                function_calls[0]["thoughtSignature"] = UNSIGNED
+            parts = _parts(message.get("content")) + function_calls
+            if parts:  # Gemini refuses an empty model turn, which OpenAI takes in history
+                add("model", parts)
         elif role in ("tool", "function"):
             name = names.get(message.get("tool_call_id")) or message.get("name") or "tool"
             add("user", [{"functionResponse": {"name": name, "response": {"content": text_of(message.get("content"))}}}])
@@ -106,7 +208,7 @@ def _tool_config(choice) -> dict | None:
 
 def to_upstream(call: Call) -> Upstream:
     body = call.body
-    system, contents = _contents(body["messages"])
+    system, contents = _contents(body["messages"], _signs_calls(call.upstream_model))
     if not contents:  # Gemini refuses it with a bare 400; say why before the call
         raise AdapterError("Gemini models need at least one user message besides the system instruction.", "messages")
     config = {}
@@ -169,7 +271,7 @@ def _choice_parts(candidate: dict, call_ids) -> tuple[str, list[dict]]:
             function = part["functionCall"]
             tool_calls.append(
                 {
-                    "id": next(call_ids),
+                    "id": _signed_id(next(call_ids), part.get("thoughtSignature")),
                     "type": "function",
                     "function": {"name": function.get("name"), "arguments": json.dumps(function.get("args") or {})},
                 }
@@ -183,7 +285,12 @@ def _finish(candidate: dict, tool_calls) -> str | None:
         return None
     if tool_calls:
         return "tool_calls"
-    return FINISH_REASONS.get(reason, "content_filter")
+    return FINISH_REASONS.get(reason, "stop")
+
+
+def _blocked(data: dict) -> bool:
+    """Gemini refused the prompt itself: no candidates, and ``promptFeedback`` says why."""
+    return not data.get("candidates") and bool((data.get("promptFeedback") or {}).get("blockReason"))
 
 
 def _ids(seed: str):
@@ -203,6 +310,9 @@ def from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
         if tool_calls:
             message["tool_calls"] = tool_calls
         choices.append({"index": index, "message": message, "finish_reason": _finish(candidate, tool_calls) or "stop", "logprobs": None})
+    if _blocked(data):  # as OpenAI answers a prompt its filter stops: one empty choice
+        message = {"role": "assistant", "content": "", "refusal": None}
+        choices.append({"index": 0, "message": message, "finish_reason": "content_filter", "logprobs": None})
     usage = usage_from(data.get("usageMetadata"))
     response = {
         "id": f"chatcmpl-{response_id}",
@@ -231,6 +341,8 @@ def stream_chunks(lines, call: Call, state: StreamState):
             yield {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
         if data.get("usageMetadata"):
             state.usage = usage_from(data["usageMetadata"])
+        if _blocked(data):
+            yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "content_filter"}]}
         for index, candidate in enumerate(data.get("candidates") or ()):
             index = candidate.get("index", index)
             text, tool_calls = _choice_parts(candidate, call_ids)
@@ -267,8 +379,16 @@ def embeddings_to_upstream(call: Call) -> Upstream:
     return Upstream("POST", f"{call.base_url}/v1beta/{model}:batchEmbedContents", _headers(call.secret), {"requests": requests})
 
 
+def _unit(vector: list[float]) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    return [x / norm for x in vector] if norm else vector
+
+
 def embeddings_from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
     vectors = [item.get("values") or [] for item in data.get("embeddings") or ()]
+    if call.body.get("dimensions"):
+        # Gemini normalises only full-size embeddings; a shortened one comes back as cut. OpenAI's are unit vectors.
+        vectors = [_unit(v) for v in vectors]
     if call.body.get("encoding_format") == "base64":
         # What the OpenAI SDK asks for by default: little-endian float32, base64-encoded.
         vectors = [base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() for v in vectors]
@@ -285,9 +405,23 @@ def check_key(base_url: str, secret: str) -> Upstream:
     return Upstream("GET", f"{base_url}/v1beta/models?pageSize=1", _headers(secret))
 
 
-def error_info(data) -> tuple[str | None, str | None, str | None]:
+def error_info(data) -> ErrorInfo:
+    """The message is read only to tell a prompt over the context window; it never leaves here."""
     error = (data or {}).get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        return None, None, None
-    reasons = [d.get("reason") for d in error.get("details") or () if isinstance(d, dict) and d.get("reason")]
-    return error.get("status"), (reasons[0] if reasons else None), None
+        return ErrorInfo()
+    status = error.get("status")
+    if status == "INVALID_ARGUMENT" and _TOO_LONG.search(str(error.get("message") or "")):
+        return ErrorInfo(status, "context_length_exceeded", "messages")
+    details = [d for d in error.get("details") or () if isinstance(d, dict)]
+    reasons = [d["reason"] for d in details if d.get("reason")]
+    return ErrorInfo(status, reasons[0] if reasons else None, None, _retry_after(details))
+
+
+def _retry_after(details: list[dict]) -> int | None:
+    """Whole seconds, rounded up, from a google.rpc.RetryInfo detail ("retryDelay": "39s")."""
+    for detail in details:
+        if str(detail.get("@type", "")).endswith("google.rpc.RetryInfo"):
+            delay = _DELAY.fullmatch(str(detail.get("retryDelay") or ""))
+            return math.ceil(float(delay[1])) if delay else None
+    return None

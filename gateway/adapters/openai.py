@@ -2,7 +2,7 @@
 
 import json
 
-from .base import Call, StreamState, Upstream, Usage, iter_sse_data
+from .base import Call, ErrorInfo, StreamState, Upstream, Usage, iter_sse_data
 
 
 def _headers(secret: str) -> dict:
@@ -69,8 +69,8 @@ def check_key(base_url: str, secret: str) -> Upstream:
     return Upstream("GET", f"{base_url}/models", _headers(secret))
 
 
-def error_info(data) -> tuple[str | None, str | None, str | None]:
+def error_info(data) -> ErrorInfo:
     error = (data or {}).get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
-        return None, None, None
-    return error.get("type"), error.get("code"), error.get("param")
+        return ErrorInfo()
+    return ErrorInfo(error.get("type"), error.get("code"), error.get("param"))

@@ -316,12 +316,42 @@ def test_fail_echo_quotes_the_prompt(mock):
     assert response.status_code == 400 and text in response.json()["error"]["message"]
 
 
-def test_fail_marker_in_gemini_format(mock):
-    body = {"contents": [{"parts": [{"text": "FAIL_429"}]}]}
-    response = requests.post(mock.url + "/v1beta/models/g:generateContent", json=body, headers={"x-goog-api-key": "k"}, timeout=5)
+def gemini_call(mock, model, body):
+    return requests.post(mock.url + f"/v1beta/models/{model}:generateContent", json=body, headers={"x-goog-api-key": "k"}, timeout=5)
 
-    assert response.status_code == 429 and response.headers["Retry-After"] == "1"
-    assert response.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+
+def test_fail_marker_in_gemini_format(mock):
+    """Gemini says when to retry in the body (RetryInfo), not in a Retry-After header."""
+    response = gemini_call(mock, "g", {"contents": [{"parts": [{"text": "FAIL_429"}]}]})
+
+    assert response.status_code == 429 and "Retry-After" not in response.headers
+    error = response.json()["error"]
+    assert error["status"] == "RESOURCE_EXHAUSTED"
+    assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"} in error["details"]
+
+
+def test_gemini_3_signs_function_calls_and_wants_the_signature_back(mock):
+    tools = [{"functionDeclarations": [{"name": "lookup"}]}]
+    asked = {"role": "user", "parts": [{"text": "CALL_TOOL"}]}
+    answer = gemini_call(mock, "gemini-3.1-pro-preview", {"contents": [asked], "tools": tools}).json()
+    signed = answer["candidates"][0]["content"]["parts"][0]
+    unsigned = {"functionCall": signed["functionCall"]}
+    result = {"role": "user", "parts": [{"functionResponse": {"name": "lookup", "response": {"content": "42"}}}]}
+
+    def replay(part):
+        return gemini_call(mock, "gemini-3.1-pro-preview", {"contents": [asked, {"role": "model", "parts": [part]}, result]})
+
+    assert signed["thoughtSignature"]
+    assert replay(signed).status_code == 200
+    assert replay({**unsigned, "thoughtSignature": "skip_thought_signature_validator"}).status_code == 200
+    assert replay(unsigned).status_code == 400
+    assert replay({**unsigned, "thoughtSignature": "Zm9yZ2Vk"}).status_code == 400
+
+
+def test_anthropic_refuses_temperature_with_top_p(mock):
+    body = {"model": "c", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "temperature": 0.5, "top_p": 0.9}
+
+    assert anthropic_call(mock, body).status_code == 400
 
 
 def test_cli_entry_parses_its_options():

@@ -2,6 +2,7 @@
 
 import json
 
+import openai
 import pytest
 
 from metrics.models import UsageRecord
@@ -144,3 +145,57 @@ def test_a_system_prompt_alone_is_refused_saying_why(sdk, upstream, model):
         sdk.chat.completions.create(model=model, messages=[{"role": "system", "content": "You are terse."}])
     assert error.value.body["param"] == "messages" and "at least one user message" in error.value.body["message"]
     assert upstream.requests == []  # refused before the call: nothing to pay, nothing to wait for
+
+
+def test_temperature_wins_over_top_p_which_claude_refuses_beside_it(sdk, upstream):
+    answer = sdk.chat.completions.create(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], temperature=0.5, top_p=0.9
+    )
+    assert answer.choices[0].message.content == "Mock reply to 1 messages."
+    sent = upstream.requests[-1]["json"]
+    assert sent["temperature"] == 0.5 and "top_p" not in sent
+    sdk.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], top_p=0.9)
+    assert upstream.requests[-1]["json"]["top_p"] == 0.9
+
+
+def test_a_streamed_tool_call_without_arguments_ends_with_an_empty_object(sdk):
+    """As the unstreamed answer gives it: "{}", never "", which no JSON parser takes."""
+    chunks = list(
+        sdk.chat.completions.create(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "CALL_TOOL_NO_ARGS"}], tools=TOOLS, stream=True
+        )
+    )
+    calls = [tc for c in chunks if c.choices and c.choices[0].delta.tool_calls for tc in c.choices[0].delta.tool_calls]
+    assert "".join(tc.function.arguments or "" for tc in calls) == "{}"
+    unstreamed = sdk.chat.completions.create(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "CALL_TOOL_NO_ARGS"}], tools=TOOLS
+    )
+    assert unstreamed.choices[0].message.tool_calls[0].function.arguments == "{}"
+
+
+def test_a_prompt_over_the_context_window_is_context_length_exceeded(sdk):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "FAIL_CONTEXT"}])
+    error = refused.value.body
+    assert (error["code"], error["param"], error["type"]) == ("context_length_exceeded", "messages", "invalid_request_error")
+    assert "context window" in error["message"] and "too long" not in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("reason", "finish_reason"),
+    [("model_context_window_exceeded", "length"), ("pause_turn", "stop"), ("refusal", "content_filter"), ("stop_sequence", "stop")],
+)
+def test_every_documented_stop_reason_has_its_openai_finish_reason(sdk, reason, finish_reason):
+    messages = [{"role": "user", "content": f"FINISH_REASON:{reason}"}]
+    assert sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages).choices[0].finish_reason == finish_reason
+    chunks = list(sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages, stream=True))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == finish_reason
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+@pytest.mark.parametrize("content", ["", None])
+def test_an_empty_assistant_message_in_history_is_left_out(sdk, upstream, model, content):
+    """OpenAI takes an assistant turn with nothing in it; Anthropic and Gemini refuse an empty turn."""
+    messages = [{"role": "user", "content": "one"}, {"role": "assistant", "content": content}, {"role": "user", "content": "two"}]
+    answer = sdk.chat.completions.create(model=model, messages=messages)
+    assert answer.choices[0].message.content == "Mock reply to 1 messages."

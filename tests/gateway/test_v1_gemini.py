@@ -1,9 +1,11 @@
 """OpenAI requests translated to Gemini's generateContent API and back, against the mock over HTTP."""
 
 import json
+import math
 
 import openai
 import pytest
+from pydantic import BaseModel
 
 from metrics.models import UsageRecord
 
@@ -162,3 +164,137 @@ def test_a_schema_nested_past_reason_is_a_400_naming_its_param(sdk, upstream):
     sdk.chat.completions.create(
         model="gemini-2.5-flash", messages=messages, tools=[{"type": "function", "function": {"name": "f", "parameters": shallow}}]
     )
+
+
+def tool_turn(call: dict) -> list[dict]:
+    """A conversation up to a tool's result: the call (as the assistant made it) and the answer to it."""
+    return [
+        {"role": "user", "content": "CALL_TOOL"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": call["id"], "content": "42"},
+    ]
+
+
+def test_a_gemini_3_tool_call_carries_its_thought_signature_into_the_next_turn(sdk, upstream):
+    """Gemini 3 refuses a replayed function call without the signature it came with: the
+    signature rides in the tool call id, and goes back onto the call's part."""
+    first = sdk.chat.completions.create(model="gemini-3.1-pro-preview", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS)
+    call = first.choices[0].message.tool_calls[0].model_dump()
+    second = sdk.chat.completions.create(model="gemini-3.1-pro-preview", messages=tool_turn(call), tools=TOOLS)
+    assert second.choices[0].message.content == "Mock reply to 3 messages."
+    contents = upstream.requests[-1]["json"]["contents"]
+    assert contents[1]["parts"][0]["thoughtSignature"] != "skip_thought_signature_validator"
+    assert contents[2]["parts"][0]["functionResponse"]["name"] == "lookup"
+
+
+def test_a_streamed_gemini_3_tool_call_carries_its_thought_signature_too(sdk, upstream):
+    with sdk.chat.completions.stream(model="gemini-3.1-pro-preview", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS) as s:
+        call = s.get_final_completion().choices[0].message.tool_calls[0].model_dump()
+    with sdk.chat.completions.stream(model="gemini-3.1-pro-preview", messages=tool_turn(call), tools=TOOLS) as s:
+        assert s.get_final_completion().choices[0].message.content == "Mock reply to 3 messages."
+    assert upstream.requests[-1]["json"]["contents"][1]["parts"][0]["thoughtSignature"] != "skip_thought_signature_validator"
+
+
+def test_a_call_gemini_never_signed_goes_to_gemini_3_with_the_documented_stand_in(sdk, upstream):
+    """History from another model (or a Gemini 2.5 call) has no signature to give back."""
+    call = {"id": "call_from_elsewhere", "type": "function", "function": {"name": "lookup", "arguments": '{"q": "x"}'}}
+    answer = sdk.chat.completions.create(model="gemini-3.1-pro-preview", messages=tool_turn(call), tools=TOOLS)
+    assert answer.choices[0].message.content == "Mock reply to 3 messages."
+    assert upstream.requests[-1]["json"]["contents"][1]["parts"][0]["thoughtSignature"] == "skip_thought_signature_validator"
+
+
+def test_tool_call_ids_stay_short_without_a_signature(sdk, upstream):
+    first = sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS)
+    call = first.choices[0].message.tool_calls[0]
+    assert len(call.id) == len("call_") + 24
+    sdk.chat.completions.create(model="gemini-2.5-flash", messages=tool_turn(call.model_dump()), tools=TOOLS)
+    assert "thoughtSignature" not in upstream.requests[-1]["json"]["contents"][1]["parts"][0]
+
+
+def test_a_blocked_prompt_is_one_empty_choice_stopped_by_the_content_filter(sdk):
+    blocked = sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "BLOCK_PROMPT"}])
+    assert [(c.message.content, c.finish_reason) for c in blocked.choices] == [("", "content_filter")]
+    chunks = list(
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "BLOCK_PROMPT"}], stream=True)
+    )
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "content_filter"
+
+
+@pytest.mark.parametrize(
+    ("reason", "finish_reason"),
+    [
+        ("SAFETY", "content_filter"),
+        ("SPII", "content_filter"),
+        ("MALFORMED_FUNCTION_CALL", "stop"),
+        ("OTHER", "stop"),
+        ("LANGUAGE", "stop"),
+    ],
+)
+def test_only_filtering_finish_reasons_become_content_filter(sdk, reason, finish_reason):
+    answer = sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": f"FINISH_REASON:{reason}"}])
+    assert answer.choices[0].finish_reason == finish_reason
+
+
+class Address(BaseModel):
+    strict: str  # property names that are also JSON-schema keywords stay properties
+    definitions: str
+
+
+class Person(BaseModel):
+    name: str
+    home: Address
+
+
+class Node(BaseModel):
+    children: list["Node"]
+
+
+def test_pydantic_nested_models_reach_gemini_inlined_and_whole(sdk, upstream):
+    reply = '{"name": "Ann", "home": {"strict": "s", "definitions": "d"}}'
+    parsed = sdk.beta.chat.completions.parse(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "ECHO:" + reply}], response_format=Person
+    )
+    assert parsed.choices[0].message.parsed == Person(name="Ann", home=Address(strict="s", definitions="d"))
+    schema = upstream.requests[-1]["json"]["generationConfig"]["responseSchema"]
+    assert "$defs" not in json.dumps(schema) and "$ref" not in json.dumps(schema)
+    assert schema["properties"]["home"]["properties"].keys() == {"strict", "definitions"}
+    assert set(schema["properties"]["home"]["required"]) == {"strict", "definitions"}
+    assert "additionalProperties" not in schema["properties"]["home"]
+
+
+def test_a_recursive_schema_is_a_400_naming_its_param(sdk, upstream):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.beta.chat.completions.parse(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}], response_format=Node)
+    assert refused.value.body["param"] == "response_format" and "recursive" in refused.value.body["message"]
+    assert upstream.requests == []
+
+
+def test_tool_parameters_get_the_same_schema_treatment(sdk, upstream):
+    tools = [{"type": "function", "function": {"name": "save", "parameters": Person.model_json_schema()}}]
+    sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}], tools=tools)
+    parameters = upstream.requests[-1]["json"]["tools"][0]["functionDeclarations"][0]["parameters"]
+    assert parameters["properties"]["home"]["properties"].keys() == {"strict", "definitions"}
+
+
+def test_shortened_embeddings_come_back_as_unit_vectors(sdk):
+    """Gemini normalises only full-size embeddings; OpenAI's are unit vectors at every size."""
+    result = sdk.embeddings.create(model="gemini-embedding-001", input=["one", "two"], dimensions=256)
+    for item in result.data:
+        assert len(item.embedding) == 256 and math.isclose(math.fsum(x * x for x in item.embedding), 1.0, rel_tol=1e-5)
+
+
+def test_a_prompt_over_the_context_window_is_context_length_exceeded(sdk):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "FAIL_CONTEXT"}])
+    error = refused.value.body
+    assert (error["code"], error["param"], error["type"]) == ("context_length_exceeded", "messages", "invalid_request_error")
+    assert "context window" in error["message"] and "token count" not in error["message"]
+
+
+def test_a_rate_limit_says_when_to_retry_from_geminis_retry_info(sdk, upstream):
+    """Gemini puts the delay in the body (RetryInfo) and sends no Retry-After header."""
+    retry = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38.2s"}
+    upstream.fail_next(429, body={"error": {"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED", "details": [retry]}})
+    with pytest.raises(openai.RateLimitError) as limited:
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}])
+    assert limited.value.response.headers["Retry-After"] == "39"
