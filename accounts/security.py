@@ -5,6 +5,7 @@ import hmac
 import io
 import secrets
 import time
+import unicodedata
 from importlib import import_module
 
 import pyotp
@@ -65,8 +66,9 @@ def qr_svg(uri: str) -> str:
 
 def _matching_step(secret: str, code: str, now: float) -> int | None:
     """The time step whose code this is: the current one or one either side, no further."""
-    code = "".join(code.split())
-    if len(code) != 6 or not code.isdigit():
+    # Any script's digits (a phone's keyboard may give full-width ６ or Arabic-Indic ٦), read as ASCII.
+    code = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in "".join(code.split()))
+    if len(code) != 6 or not code.isascii() or not code.isdigit():
         return None
     totp = pyotp.TOTP(secret)
     current = int(now) // totp.interval

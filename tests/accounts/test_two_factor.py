@@ -174,3 +174,12 @@ def test_a_browser_that_logged_out_or_expired_leaves_the_sessions_list(client, a
 def test_turning_it_on_asks_only_for_the_apps_code(alice_client):
     page = alice_client.get("/settings/2fa/").content.decode()
     assert "Code from your authenticator app</label>" in page and "or a recovery code" not in page
+
+
+def test_a_code_typed_in_another_scripts_digits_is_read_as_its_number(client, alice):
+    secret, _ = enable_for(alice)
+    login(client)
+    assert "not valid" in client.post("/login/2fa/", {"code": "١٢٣٤٥x"}).content.decode()  # a form error, not a 500
+    full_width = pyotp.TOTP(secret).now().translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    response = client.post("/login/2fa/", {"code": full_width})
+    assert response.status_code == 302 and client.get("/dashboard/").status_code == 200
