@@ -64,6 +64,20 @@ def test_next_cannot_leave_the_site(client, db):
     assert response.url == "/?lang=en"
 
 
+def test_next_cannot_leave_the_site_through_a_tab_or_newline(alice_client, db):
+    from urllib.parse import urlsplit
+
+    from django.test import Client
+
+    def on_site(url: str) -> bool:  # a browser drops tabs and newlines too: "//evil.example" is another site
+        cleaned = "".join(url.split())
+        return cleaned.startswith("/") and not cleaned.startswith("//") and not urlsplit(cleaned).netloc
+
+    for sneaky in ("/\t///evil.example/phish", "/\n//evil.example/", "\t//evil.example", "/\t/evil.example"):
+        assert on_site(Client().post("/language/", {"language": "ru", "next": sneaky}).url)
+        assert on_site(alice_client.post("/language/", {"language": "en", "next": sneaky}).url)
+
+
 def test_the_theme_is_saved_for_a_logged_in_user(alice_client, alice):
     response = alice_client.post("/theme/", {"theme": "dark"})
     assert response.json() == {"theme": "dark"}
