@@ -31,3 +31,20 @@ def test_successful_v1_calls_leave_no_access_line_and_the_rest_do(transactional_
     assert any('"GET /v1/models HTTP/1.1" 200' in line for line in lines)  # no usage record: its line stays
     assert not any('/v1/chat/completions HTTP/1.1" 200' in line for line in lines)
     assert not any("aura_wrong" in line or alice_key in line for line in lines)
+
+
+def test_the_one_time_tokens_of_emailed_links_are_not_written(transactional_db, tmp_path):
+    log = tmp_path / "access.log"
+    args = ("--workers", "1", "--access-logfile", str(log), "--logger-class", "aura.gunicorn_logging.AccessLogger")
+    tokens = {
+        "/verify/{}/": "eyJ1IjoxLCJlIjoiYUBiLmMifQ:1vPqRs:Zm9vYmFyYmF6cXV4",
+        "/reset/Mg/{}/": "cb2f3k-0123456789abcdef0123456789abcdef",
+        "/account/restore/{}/": "eyJ1IjoxLCJhdCI6IjIwMjYtMTEtMjkifQ:1vPqRs:cmVzdG9yZXRva2Vu",
+    }
+    with web_server(*args) as url:
+        for path, token in tokens.items():
+            requests.get(url + path.format(token), timeout=20, allow_redirects=False)
+        time.sleep(0.5)
+    lines = log.read_text().splitlines()
+    assert sum('/[redacted]/ HTTP/1.1"' in line for line in lines) == 3
+    assert not any(token in line for token in tokens.values() for line in lines)
