@@ -893,6 +893,15 @@ def send(ctx: Context, request: Upstream, *, stream: bool) -> upstream.Response:
             "invalid_request_error",
             "insecure_base_url",
         ) from None
+    except upstream.PrivateAddress:
+        ctx.upstream_started = None  # no call was made, as above
+        raise ApiError(
+            400,
+            f"The base URL of this account's {ctx.route.provider.name} key now leads to a private or local address, "
+            "which this AURA does not call. Check its host under Provider keys in the AURA cabinet.",
+            "invalid_request_error",
+            "private_base_url",
+        ) from None
     except upstream.Timeout:
         ctx.upstream_seconds += time.perf_counter() - ctx.upstream_started
         raise ApiError(504, f"{ctx.route.provider.name} did not answer in time.", "upstream_error", "upstream_timeout") from None

@@ -18,6 +18,7 @@ names the pipeline reads.
 """
 
 import functools
+import ipaddress
 import itertools
 import json
 import re
@@ -69,6 +70,10 @@ class Unreachable(Exception):
 
 class Insecure(Exception):
     """Plain http where keys may travel only over TLS (``AURA_UPSTREAM_ALLOW_PRIVATE`` off): nothing was sent."""
+
+
+class PrivateAddress(Exception):
+    """The host resolved to an address that is not public (``AURA_UPSTREAM_ALLOW_PRIVATE`` off): nothing was sent."""
 
 
 class ProtocolError(Exception):
@@ -266,9 +271,31 @@ def idle_connections() -> int:
         return sum(len(conns) for conns in _idle.values())
 
 
+def _public_addresses(host: str, port: int) -> list[str]:
+    """The host's addresses, each checked as the base URL was when its key was saved: a name can
+    resolve elsewhere later (DNS rebinding), so the check that counts is the one at connect time,
+    and the connection is made to an address it passed."""
+    addresses = list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
+    if not all(ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses):
+        raise PrivateAddress()
+    return addresses
+
+
+def _open(host: str, port: int, connect_timeout: float) -> socket.socket:
+    if settings.AURA_UPSTREAM_ALLOW_PRIVATE:
+        return socket.create_connection((host, port), timeout=connect_timeout)
+    failure = None
+    for address in _public_addresses(host, port):
+        try:
+            return socket.create_connection((address, port), timeout=connect_timeout)
+        except OSError as error:
+            failure = error
+    raise failure
+
+
 def _connect(origin: tuple, connect_timeout: float) -> _Connection:
     scheme, host, port, _ = origin
-    sock = socket.create_connection((host, port), timeout=connect_timeout)
+    sock = _open(host, port, connect_timeout)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if scheme == "https":

@@ -267,3 +267,19 @@ def test_labels_name_one_key_and_no_provider(alice_client, upstream):
     body = add(alice_client, upstream, provider="mistral", label="team").content.decode()
     assert "Another of your provider keys has this label" in body
     assert list(ProviderKey.objects.values_list("provider", "label")) == [("openai", "team")]
+
+
+def test_a_base_url_whose_name_now_leads_to_a_private_address_is_not_called(alice, live_server, upstream, settings):
+    """A name that was public when its key was saved can resolve elsewhere later (DNS rebinding):
+    the address is checked when AURA connects, not only when the key is saved."""
+    import openai
+
+    port = upstream.url.rsplit(":", 1)[1]
+    services.provider_key_save(user=alice, provider="openai", api_key="sk-rebound-0123456789", base_url=f"https://localhost:{port}/v1")
+    _key, secret = services.api_key_issue(user=alice, name="tests")
+    settings.AURA_UPSTREAM_ALLOW_PRIVATE = False
+    sdk = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=secret, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as raised:
+        sdk.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+    assert raised.value.body["code"] == "private_base_url" and "private or local address" in raised.value.body["message"]
+    assert upstream.requests == [] and not UsageRecord.objects.exists()
