@@ -24,12 +24,14 @@ def _number(value, places: int) -> str:
     return formats.number_format(rounded, places, use_l10n=True, force_grouping=True)
 
 
-def fmt(value, unit: str) -> str:
-    """A value as the cabinet shows it; "—" when there is nothing to show."""
+def fmt(value, unit: str, places: int | None = None) -> str:
+    """A value as the cabinet shows it; "—" when there is nothing to show. Amounts get cents from a
+    dollar up and four decimals below (a spend of $0.0013 is not $0.00), or ``places``."""
     if value is None:
         return "—"
     if unit == "usd":
-        places = 2 if abs(value) >= 1 or value == 0 else 4
+        if places is None:
+            places = 2 if abs(value) >= 1 or value == 0 else 4
         return ("−$" if value < 0 else "$") + _number(abs(value), places)
     if unit == "percent":
         return _number(100 * value, 1) + "%"

@@ -272,3 +272,14 @@ def test_emails_are_in_the_users_language(alice, bob, small_plan):
     assert '<div lang="en">' in english.alternatives[0][0] and '<html lang="en">' in english.alternatives[0][0]
     assert '<div lang="ru">' in russian.alternatives[0][0] and russian.to == ["bob@example.org"]
     assert "8 of the 10 requests" in english.body
+
+
+def test_the_cabinet_shows_a_budget_alert_with_the_share_spent_and_sub_cent_amounts(alice_client, alice):
+    AlertSettings.objects.create(user=alice, monthly_budget_usd=Decimal("0.01"), thresholds=[1])
+    record(alice, cost_usd=Decimal("0.00133"))
+    check(alice)
+    page = alice_client.get("/notifications/").content.decode()
+    assert "Spend passed 1% of your monthly budget: $0.0013 of $0.01 (13.0%)." in page
+    record(alice, cost_usd=Decimal("0.02"))
+    banner = alice_client.get("/dashboard/").content.decode()
+    assert "This month's spend, $0.0213, is over your budget of $0.01." in banner
