@@ -11,11 +11,23 @@ test steer it through the last user message:
   message quotes the prompt) fail on demand; ``FAIL_CONTEXT`` is the provider's refusal of a
   prompt longer than the context window (Anthropic, Gemini);
 - ``FINISH_REASON:<REASON>`` ends the answer with that stop or finish reason (Anthropic, Gemini);
-- ``BLOCK_PROMPT`` makes Gemini block the prompt (``promptFeedback``, no candidates).
+- ``BLOCK_PROMPT`` makes Gemini block the prompt (``promptFeedback``, no candidates);
+- ``REDACTED_THINKING`` makes a thinking Claude answer with a ``redacted_thinking`` block.
 
-Like the real APIs, Anthropic refuses ``temperature`` with ``top_p`` and an empty turn, Gemini
-refuses an empty turn, and Gemini 3 and later models sign their function calls
+OpenAI refuses a tool call id longer than 40 characters, and a tool message that answers no call
+before it.
+
+Gemini refuses a ``thinkingConfig`` its model does not take (a level before Gemini 3, a level and
+a budget together, a budget out of the 2.5 model's range) and ``logprobs`` without
+``responseLogprobs``; with ``responseLogprobs`` an unstreamed answer carries ``logprobsResult``.
+
+Like the real APIs, Anthropic refuses ``temperature`` with ``top_p``, an empty turn and an empty
+text block, Gemini refuses an empty turn, and Gemini 3 and later models sign their function calls
 (``thoughtSignature``) and refuse a replayed call whose signature is missing or not theirs.
+A Claude asked to think (``thinking``) answers with a thinking block first, and refuses what
+Anthropic refuses beside thinking: a budget on Claude 4.7 and later, adaptive thinking before
+4.6, a budget under 1,024 or not under ``max_tokens``, ``temperature`` other than 1, ``top_k``,
+``top_p`` under 0.95, a forced tool call, and tool results after a turn without its thinking.
 
 :meth:`MockProvider.fail_next` queues failures, ``fail_rate`` fails at random, and every
 request is kept in :attr:`MockProvider.requests` so a test can see what reached "upstream".
@@ -53,6 +65,15 @@ TOOL_MARKER = "CALL_TOOL"
 NO_ARGUMENTS_MARKER = "CALL_TOOL_NO_ARGS"
 CONTEXT_MARKER = "FAIL_CONTEXT"
 BLOCK_MARKER = "BLOCK_PROMPT"
+REDACTED_MARKER = "REDACTED_THINKING"
+CLAUDE_VERSION = re.compile(r"claude-[a-z]+-(\d+)(?:-(\d{1,2})(?!\d))?")
+ANTHROPIC_EFFORTS = ("low", "medium", "high", "xhigh", "max")
+MIN_THINKING_BUDGET = 1024
+GEMINI_THINKING_LEVELS = ("minimal", "low", "medium", "high")
+# Gemini 2.5's thinking budget ranges; -1 (dynamic) goes everywhere, and 0 (off) everywhere but Pro.
+GEMINI_THINKING_BUDGETS = {"flash-lite": (512, 24576), "flash": (1, 24576), "pro": (128, 32768)}
+GEMINI_MAX_LOGPROBS = 20
+OPENAI_MAX_TOOL_CALL_ID = 40
 FINISH_MARKER = re.compile(r"FINISH_REASON:(\w+)")
 TOOL_ARGUMENTS = {"q": "mock"}
 EMBEDDING_DIMENSIONS = 8
@@ -213,6 +234,22 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def token_logprob(token: str) -> dict:
+    """A stable, plausible log-probability for a token: small and negative, derived from the token."""
+    return {"token": token, "logprob": -round(int(hashlib.sha256(token.encode()).hexdigest()[:6], 16) / 0xFFFFFF * 0.5, 6)}
+
+
+def claude_version(model: str) -> tuple[int, int]:
+    """claude-sonnet-4-5(-20250929) is (4, 5), claude-opus-5 is (5, 0); an id of another shape is (0, 0)."""
+    match = CLAUDE_VERSION.search(model)
+    return (int(match[1]), int(match[2] or 0)) if match else (0, 0)
+
+
+def blocks_of(content: Any) -> list:
+    """A message's content as Anthropic blocks: a string is one text block."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+
+
 # --- the three APIs ---------------------------------------------------------
 
 
@@ -291,6 +328,7 @@ class _OpenAI(_API):
             raise ProviderError(400, "you must provide a model parameter", code="missing_required_parameter")
         if body.get("stream_options") is not None and not body.get("stream"):
             raise ProviderError(400, "The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+        self._check_tool_calls(messages)
         user_text = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         self.mock.check_markers(user_text)
 
@@ -332,15 +370,32 @@ class _OpenAI(_API):
         return Reply(200, result, {"x-request-id": new_id("req_")})
 
     @staticmethod
+    def _check_tool_calls(messages: list) -> None:
+        called: set = set()
+        for number, message in enumerate(messages):
+            for position, tool_call in enumerate(message.get("tool_calls") or []):
+                call_id = str(tool_call.get("id") or "")
+                if len(call_id) > OPENAI_MAX_TOOL_CALL_ID:
+                    raise ProviderError(
+                        400,
+                        f"Invalid 'messages[{number}].tool_calls[{position}].id': string too long. Expected a string with maximum "
+                        f"length {OPENAI_MAX_TOOL_CALL_ID}, but got a string with length {len(call_id)} instead.",
+                        code="string_above_max_length",
+                    )
+                called.add(call_id)
+            if message.get("role") == "tool" and message.get("tool_call_id") not in called:
+                raise ProviderError(
+                    400, "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."
+                )
+
+    @staticmethod
     def _finish_reason(answer: Answer) -> str:
         return "tool_calls" if answer.tool_name else "length" if answer.truncated else "stop"
 
     @staticmethod
     def _logprobs(pieces: Iterable[str], top: int) -> dict:
         def entry(token: str) -> dict:
-            # A stable, plausible log-probability: small and negative, derived from the token.
-            logprob = -round(int(hashlib.sha256(token.encode()).hexdigest()[:6], 16) / 0xFFFFFF * 0.5, 6)
-            return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+            return {**token_logprob(token), "bytes": list(token.encode())}
 
         content = [{**entry(piece), "top_logprobs": [entry(piece)][:top]} for piece in pieces]
         return {"content": content, "refusal": None}
@@ -471,6 +526,8 @@ class _Anthropic(_API):
                 raise ProviderError(
                     400, f"messages.{number}: all messages must have non-empty content except for the optional final assistant message"
                 )
+        self._check_text_blocks(body)
+        thinks = self._check_thinking(body, model, max_tokens)
         user_text = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
         self.mock.check_markers(user_text)
         if CONTEXT_MARKER in user_text:
@@ -479,11 +536,15 @@ class _Anthropic(_API):
         tools = body.get("tools") or []
         answer = make_answer(user_text, len(messages), tools[0].get("name") if tools else None, max_tokens)
         input_tokens, created, read = self.mock.anthropic_cache(key, model, self._prompt_blocks(body))
+        content = [self._block(answer)]
+        if thinks:
+            content.insert(0, self._thinking_block(len(messages), redacted=REDACTED_MARKER in user_text))
         usage = {
             "input_tokens": input_tokens,
             "cache_creation_input_tokens": created,
             "cache_read_input_tokens": read,
-            "output_tokens": answer.tokens,
+            # Thinking is billed as output: its tokens are in output_tokens, not counted apart.
+            "output_tokens": answer.tokens + (estimate_tokens(json.dumps(content[0])) if thinks else 0),
         }
         stop_reason = forced_finish(user_text) or ("tool_use" if answer.tool_name else "max_tokens" if answer.truncated else "end_turn")
         message = {
@@ -491,7 +552,7 @@ class _Anthropic(_API):
             "type": "message",
             "role": "assistant",
             "model": model,
-            "content": [self._block(answer)],
+            "content": content,
             "stop_reason": stop_reason,
             "stop_sequence": None,
             "usage": usage,
@@ -500,6 +561,64 @@ class _Anthropic(_API):
         if body.get("stream"):
             return Stream(self._events(message, answer), headers=headers)
         return Reply(200, message, headers)
+
+    @staticmethod
+    def _check_text_blocks(body: dict) -> None:
+        def has_empty_text(blocks: list) -> bool:
+            return any(isinstance(block, dict) and block.get("type") == "text" and not block.get("text") for block in blocks)
+
+        if isinstance(body.get("system"), list) and has_empty_text(body["system"]):
+            raise ProviderError(400, "system: text content blocks must be non-empty")
+        if any(isinstance(m.get("content"), list) and has_empty_text(m["content"]) for m in body.get("messages") or []):
+            raise ProviderError(400, "messages: text content blocks must be non-empty")
+
+    @staticmethod
+    def _check_thinking(body: dict, model: str, max_tokens: int) -> bool:
+        """Whether the answer thinks; refuses what Anthropic refuses beside thinking."""
+        thinking = body.get("thinking") if isinstance(body.get("thinking"), dict) else {}
+        kind, version = thinking.get("type"), claude_version(model)
+        if kind in (None, "disabled"):
+            return False
+        if kind == "enabled":
+            budget = _int(thinking.get("budget_tokens"))
+            if version >= (4, 7):
+                raise ProviderError(400, '"thinking.type.enabled" is not supported for this model. Use "thinking.type.adaptive" instead.')
+            if budget is None or budget < MIN_THINKING_BUDGET:
+                raise ProviderError(400, f"thinking.enabled.budget_tokens: Input should be greater than or equal to {MIN_THINKING_BUDGET}")
+            if budget >= max_tokens:
+                raise ProviderError(400, "`max_tokens` must be greater than `thinking.budget_tokens`.")
+        elif kind == "adaptive":
+            if version < (4, 6):
+                raise ProviderError(400, "adaptive thinking is not supported on this model.")
+            if (body.get("output_config") or {}).get("effort", "high") not in ANTHROPIC_EFFORTS:
+                raise ProviderError(400, f"output_config.effort: Input should be {', '.join(ANTHROPIC_EFFORTS)}")
+        else:
+            raise ProviderError(400, f"thinking.type: Input tag '{kind}' does not match any of the expected tags")
+        if body.get("temperature") not in (None, 1):
+            raise ProviderError(400, "`temperature` may only be set to 1 when thinking is enabled.")
+        if body.get("top_k") is not None:
+            raise ProviderError(400, "`top_k` is not compatible with thinking.")
+        if not 0.95 <= body.get("top_p", 1) <= 1:
+            raise ProviderError(400, "`top_p` must be between 0.95 and 1 when thinking is enabled.")
+        if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
+            raise ProviderError(400, "Thinking may not be enabled when tool_choice forces tool use.")
+        messages = body["messages"]
+        if len(messages) > 1 and any(b.get("type") == "tool_result" for b in blocks_of(messages[-1].get("content")) if isinstance(b, dict)):
+            first = blocks_of(messages[-2].get("content"))[0]
+            if first.get("type") not in ("thinking", "redacted_thinking"):
+                raise ProviderError(
+                    400,
+                    f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{first.get('type')}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block.",
+                )
+        return True
+
+    @staticmethod
+    def _thinking_block(message_count: int, *, redacted: bool) -> dict:
+        if redacted:
+            return {"type": "redacted_thinking", "data": base64.b64encode(f"redacted {message_count}".encode()).decode()}
+        thought = f"Mock thinking about {message_count} messages."
+        return {"type": "thinking", "thinking": thought, "signature": base64.b64encode(hashlib.sha256(thought.encode()).digest()).decode()}
 
     @staticmethod
     def _prompt_blocks(body: dict) -> list[dict]:
@@ -527,22 +646,32 @@ class _Anthropic(_API):
         start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
         start["usage"] = {**message["usage"], "output_tokens": 1}
         yield event("message_start", message=start)
-        block = message["content"][0]
+        *thinking, block = message["content"]
+        for thought in thinking:
+            if thought["type"] == "redacted_thinking":  # sent whole, with no deltas
+                yield event("content_block_start", index=0, content_block=thought)
+            else:
+                yield event("content_block_start", index=0, content_block={"type": "thinking", "thinking": "", "signature": ""})
+                for piece in split_words(thought["thinking"]):
+                    yield event("content_block_delta", index=0, delta={"type": "thinking_delta", "thinking": piece})
+                yield event("content_block_delta", index=0, delta={"type": "signature_delta", "signature": thought["signature"]})
+            yield event("content_block_stop", index=0)
+        index = len(thinking)
         if answer.tool_name:
-            yield event("content_block_start", index=0, content_block={**block, "input": {}})
+            yield event("content_block_start", index=index, content_block={**block, "input": {}})
             yield event("ping")
             # A call without arguments streams only the opening empty fragment, as Anthropic's does.
             fragments = split_json(answer.arguments) if answer.input else []
             deltas = [{"type": "input_json_delta", "partial_json": part} for part in ["", *fragments]]
         else:
-            yield event("content_block_start", index=0, content_block={"type": "text", "text": ""})
+            yield event("content_block_start", index=index, content_block={"type": "text", "text": ""})
             yield event("ping")
             deltas = [{"type": "text_delta", "text": piece} for piece in answer.pieces]
         for delta in deltas:
-            yield event("content_block_delta", index=0, delta=delta)
-        yield event("content_block_stop", index=0)
+            yield event("content_block_delta", index=index, delta=delta)
+        yield event("content_block_stop", index=index)
         stop = {"stop_reason": message["stop_reason"], "stop_sequence": None}
-        yield event("message_delta", delta=stop, usage={"output_tokens": answer.tokens})
+        yield event("message_delta", delta=stop, usage={"output_tokens": message["usage"]["output_tokens"]})
         yield event("message_stop")
 
 
@@ -651,12 +780,44 @@ class _Gemini(_API):
                 if part.get("thoughtSignature") not in (None, UNSIGNED, self._signature(model, part["functionCall"])):
                     raise ProviderError(400, f"Corrupted thought signature in contents[{number}].")
 
+    def _check_config(self, config: dict, model: str) -> None:
+        thinking = config.get("thinkingConfig") or {}
+        level, budget = thinking.get("thinkingLevel"), thinking.get("thinkingBudget")
+        if level is not None and budget is not None:
+            raise ProviderError(400, "You can only set one of thinking_level and thinking_budget.")
+        if level is not None and (not self._signs_calls(model) or str(level).lower() not in GEMINI_THINKING_LEVELS):
+            raise ProviderError(400, f"Thinking level {level} is not supported for this model.")
+        if budget is not None and budget not in (-1, 0) and not self._signs_calls(model):
+            low, high = next((r for name, r in GEMINI_THINKING_BUDGETS.items() if f"-{name}" in model), (1, 24576))
+            if not low <= budget <= high:
+                raise ProviderError(400, f"The thinking budget {budget} is invalid. Please choose a value between {low} and {high}.")
+        if budget == 0 and "-pro" in model:
+            raise ProviderError(400, "Budget 0 is invalid. This model only works in thinking mode.")
+        logprobs = config.get("logprobs")
+        if logprobs is not None and not config.get("responseLogprobs"):
+            raise ProviderError(400, "logprobs is only valid if response_logprobs is true.")
+        if logprobs is not None and not 0 <= logprobs <= GEMINI_MAX_LOGPROBS:
+            raise ProviderError(400, f"logprobs must be in the range of [0, {GEMINI_MAX_LOGPROBS}].")
+
+    @staticmethod
+    def _logprobs_result(pieces: Iterable[str], top: int) -> dict:
+        def candidate(token: str) -> dict:
+            entry = token_logprob(token)
+            return {"token": token, "tokenId": int(hashlib.sha256(token.encode()).hexdigest()[:4], 16), "logProbability": entry["logprob"]}
+
+        chosen = [candidate(piece) for piece in pieces]
+        result: dict[str, Any] = {"chosenCandidates": chosen, "logProbabilitySum": sum(c["logProbability"] for c in chosen)}
+        if top:
+            result["topCandidates"] = [{"candidates": [c][:top]} for c in chosen]
+        return result
+
     def _generate(self, call: Call, key: str, model: str, *, stream: bool) -> Reply | Stream:
         body = call.json if isinstance(call.json, dict) else {}
         contents = body.get("contents")
         if not isinstance(contents, list) or not contents:
             raise ProviderError(400, "* GenerateContentRequest.contents: contents is not specified")
         self._check_contents(contents, model)
+        self._check_config(body.get("generationConfig") or {}, model)
         user_text = next((text_of(c.get("parts")) for c in reversed(contents) if c.get("role", "user") == "user"), "")
         self.mock.check_markers(user_text)
         if CONTEXT_MARKER in user_text:
@@ -702,7 +863,11 @@ class _Gemini(_API):
             steps = [([{"text": piece}], count) for count, piece in enumerate(answer.pieces, 1)] or [([{"text": ""}], 0)]
         if not stream:
             parts = steps[0][0] if answer.tool_name else [{"text": answer.text}]
-            return Reply(200, response(parts, answer.tokens, True))
+            reply = response(parts, answer.tokens, True)
+            if config.get("responseLogprobs"):
+                result = self._logprobs_result(answer.pieces, _int(config.get("logprobs")) or 0)
+                reply["candidates"] = [{**candidate, "logprobsResult": result} for candidate in reply["candidates"]]
+            return Reply(200, reply)
         return self._stream(call, [response(parts, tokens, number == len(steps)) for number, (parts, tokens) in enumerate(steps, 1)])
 
     def _stream(self, call: Call, chunks: list[dict]) -> Stream:

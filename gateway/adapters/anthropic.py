@@ -1,10 +1,35 @@
-"""Anthropic's Messages API, spoken in OpenAI's terms both ways."""
+"""Anthropic's Messages API, spoken in OpenAI's terms both ways.
+
+``reasoning_effort`` turns Claude's thinking on: a token budget on Claude 4.5 and
+earlier, adaptive thinking steered by ``output_config.effort`` on 4.6 and later,
+which refuse a budget; ``none`` asks for no thinking, leaving the model's default.
+The thinking blocks of the answer are not passed on; their
+tokens are in ``output_tokens``. Anthropic wants a turn's thinking back, signed,
+beside the tool calls it led to, and AURA keeps nothing between calls: a request
+that answers tool calls is sent without thinking.
+
+Not sent, as Anthropic has no such setting: ``presence_penalty``,
+``frequency_penalty`` and ``seed`` (frameworks send the penalties by default, so
+a refusal would break them). ``logprobs`` is refused: Claude gives none.
+"""
 
 import json
 import re
 import time
 
-from .base import AdapterError, Call, ErrorInfo, StreamState, Upstream, UpstreamStreamError, Usage, finish_chunk_base, iter_sse, text_of
+from .base import (
+    AdapterError,
+    Call,
+    ErrorInfo,
+    StreamState,
+    Upstream,
+    UpstreamStreamError,
+    Usage,
+    finish_chunk_base,
+    iter_sse,
+    reasoning_effort,
+    text_of,
+)
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
@@ -18,6 +43,13 @@ STOP_REASONS = {
     "refusal": "content_filter",
 }
 _TOO_LONG = re.compile(r"prompt is too long", re.IGNORECASE)
+# A model's generation in its id: claude-sonnet-4-5(-20250929) is 4.5, claude-opus-5 is 5.0.
+_VERSION = re.compile(r"claude-[a-z]+-(\d+)(?:-(\d{1,2})(?!\d))?")
+ADAPTIVE_FROM = (4, 6)
+# Thinking budgets (tokens) per OpenAI effort; Anthropic takes no budget under 1,024.
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 16384, "xhigh": 32768}
+# The effort levels every adaptive model takes; OpenAI's outer ones fold into the nearest.
+ADAPTIVE_EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
 
 
 def _headers(secret: str) -> dict:
@@ -41,8 +73,10 @@ def _blocks(content) -> list[dict]:
     blocks = []
     for part in content:
         kind = part.get("type")
+        if kind == "text" and not part.get("text"):
+            continue  # Anthropic refuses an empty text block, which OpenAI takes
         if kind == "text":
-            block = {"type": "text", "text": part.get("text", "")}
+            block = {"type": "text", "text": part["text"]}
         elif kind == "image_url":
             block = _image(part)
         else:
@@ -59,6 +93,8 @@ def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     turns: list[dict] = []
 
     def add(role, blocks):
+        if not blocks:  # Anthropic refuses an empty turn, which OpenAI takes in history
+            return
         if turns and turns[-1]["role"] == role:
             turns[-1]["content"].extend(blocks)
         else:
@@ -79,8 +115,7 @@ def _messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
                 except json.JSONDecodeError:
                     raise AdapterError("A tool call's arguments are not valid JSON.", "messages") from None
                 blocks.append({"type": "tool_use", "id": call.get("id"), "name": function.get("name"), "input": arguments})
-            if blocks:  # Anthropic refuses an empty assistant turn, which OpenAI takes in history
-                add("assistant", blocks)
+            add("assistant", blocks)
         elif role in ("tool", "function"):
             add(
                 "user",
@@ -99,6 +134,51 @@ def _tool_choice(choice, parallel) -> dict | None:
     if parallel is False and result["type"] != "none":
         result["disable_parallel_tool_use"] = True
     return result
+
+
+def _adaptive(model: str) -> bool:
+    """Claude 4.6 and later think adaptively; 4.7 and later refuse a thinking budget."""
+    match = _VERSION.search(model)
+    return match is not None and (int(match[1]), int(match[2] or 0)) >= ADAPTIVE_FROM
+
+
+def _answers_tool_calls(turns: list[dict]) -> bool:
+    return any(block.get("type") == "tool_result" for block in turns[-1]["content"])
+
+
+def _check_thinkable(body: dict, upstream: dict) -> None:
+    """Refuse, naming the param, what Anthropic refuses beside thinking: a temperature other than 1,
+    a top_p under 0.95, and a forced tool call."""
+    if body.get("temperature") is not None and float(body["temperature"]) != 1:
+        raise AdapterError("Claude models think only at temperature 1: leave temperature out with reasoning_effort.", "temperature")
+    if not 0.95 <= upstream.get("top_p", 1) <= 1:
+        raise AdapterError("Claude models think only with top_p between 0.95 and 1.", "top_p")
+    if (upstream.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise AdapterError("Claude models cannot think when tool_choice forces a tool call: use auto or none.", "tool_choice")
+
+
+def _think(call: Call, upstream: dict) -> None:
+    """Ask Claude to think as hard as ``reasoning_effort`` says, where Anthropic allows it."""
+    effort = reasoning_effort(call, "anthropic")
+    if effort in (None, "none") or _answers_tool_calls(upstream["messages"]):
+        return
+    body = call.body
+    _check_thinkable(body, upstream)
+    if _adaptive(call.upstream_model):
+        upstream["thinking"] = {"type": "adaptive"}
+        upstream["output_config"] = {"effort": ADAPTIVE_EFFORTS[effort]}
+        return
+    # The budget comes out of max_tokens and must be less than it.
+    budget = THINKING_BUDGETS[effort]
+    param = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens" if body.get("max_tokens") else None
+    if param is None:
+        upstream["max_tokens"] = max(upstream["max_tokens"], budget + DEFAULT_MAX_TOKENS)
+    elif upstream["max_tokens"] <= budget:
+        raise AdapterError(
+            f"{param} must be more than the {budget} tokens Claude thinks with at reasoning_effort '{effort}'.",
+            param,
+        )
+    upstream["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
 
 # Anthropic caches prefixes of at least this many tokens (2,048 for Haiku models).
@@ -144,6 +224,8 @@ def to_upstream(call: Call) -> Upstream:
     body = call.body
     if (body.get("n") or 1) > 1:
         raise AdapterError("Anthropic models return one choice: n must be 1.", "n")
+    if body.get("logprobs"):
+        raise AdapterError("Anthropic models give no log probabilities: leave logprobs out.", "logprobs")
     system, turns = _messages(body["messages"])
     if not turns:  # Anthropic refuses it with a bare 400; say why before the call
         raise AdapterError("Anthropic models need at least one user message besides the system prompt.", "messages")
@@ -184,6 +266,7 @@ def to_upstream(call: Call) -> Upstream:
         upstream["tool_choice"] = tool_choice
     if body.get("user"):
         upstream["metadata"] = {"user_id": str(body["user"])[:256]}
+    _think(call, upstream)
     if call.stream:
         upstream["stream"] = True
     if call.steer_cache and not _has_cache_control(body):

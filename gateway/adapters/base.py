@@ -4,6 +4,11 @@ import json
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from .. import catalog
+
+# OpenAI's reasoning_effort values, least to most.
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
 
 @dataclass
 class Usage:
@@ -131,6 +136,21 @@ def iter_sse(lines):
             event = line[6:].strip()
     if data:
         yield event, "\n".join(data)
+
+
+def reasoning_effort(call: Call, provider: str) -> str | None:
+    """The client's ``reasoning_effort``, refused as OpenAI refuses it: a value outside its set, or a model
+    the catalog does not mark as reasoning (a model it does not list included)."""
+    effort = call.body.get("reasoning_effort")
+    if effort is None:
+        return None
+    if effort not in EFFORTS:
+        supported = ", ".join(f"'{e}'" for e in EFFORTS)
+        raise AdapterError(f"Invalid value for 'reasoning_effort': supported values are {supported}.", "reasoning_effort")
+    models = catalog.load().models.values()
+    if not any(m.provider == provider and m.upstream == call.upstream_model and m.supports("reasoning") for m in models):
+        raise AdapterError("Unsupported parameter: 'reasoning_effort' is not supported with this model.", "reasoning_effort")
+    return effort
 
 
 def text_of(content) -> str:

@@ -6,6 +6,10 @@ proxy or access log could keep it.
 Gemini 3 and later sign each function call (``thoughtSignature``) and refuse a
 replayed call without its signature. AURA keeps nothing between calls, so the
 signature travels in the tool call's id, which every client sends back.
+
+``reasoning_effort`` becomes ``thinkingConfig``: a ``thinkingLevel`` for Gemini 3
+and later (the levels a model takes are its own to refuse), a ``thinkingBudget``
+for 2.5. Log probabilities come back in OpenAI's shape in unstreamed answers.
 """
 
 import base64
@@ -28,6 +32,7 @@ from .base import (
     Usage,
     finish_chunk_base,
     iter_sse,
+    reasoning_effort,
     text_of,
 )
 
@@ -47,6 +52,19 @@ _TO_URLSAFE = str.maketrans("+/", "-_")
 _FROM_URLSAFE = str.maketrans("-_", "+/")
 _TOO_LONG = re.compile(r"input token count.*exceeds the maximum", re.IGNORECASE | re.DOTALL)
 _DELAY = re.compile(r"(\d+(?:\.\d+)?)s")
+# Gemini 2.5's thinking budgets (tokens) per OpenAI effort, within every 2.5 model's range
+# (Pro 128-32768, Flash 0-24576, Flash-Lite 512-24576); 0 turns thinking off, which Pro cannot.
+THINKING_BUDGETS = {"none": 0, "minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 24576}
+# Gemini 3 and later: thinking cannot be turned off, and "minimal" is the least of it.
+THINKING_LEVELS = {"none": "minimal", "minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
+# OpenAI's sampling parameters Gemini takes under its own names.
+SAMPLING = (
+    ("temperature", "temperature"),
+    ("top_p", "topP"),
+    ("seed", "seed"),
+    ("presence_penalty", "presencePenalty"),
+    ("frequency_penalty", "frequencyPenalty"),
+)
 
 
 def _headers(secret: str) -> dict:
@@ -105,10 +123,25 @@ def _schema(schema, param: str):
     return walk(schema, (), 0)
 
 
+def _generation(model: str) -> int:
+    match = re.search(r"gemini-(\d+)", model)
+    return int(match[1]) if match else 0
+
+
 def _signs_calls(model: str) -> bool:
     """Gemini 3 and later refuse a replayed function call without its thought signature."""
-    match = re.search(r"gemini-(\d+)", model)
-    return match is not None and int(match[1]) >= 3
+    return _generation(model) >= 3
+
+
+def _thinking_config(call: Call) -> dict | None:
+    effort = reasoning_effort(call, "gemini")
+    if effort is None:
+        return None
+    if _generation(call.upstream_model) >= 3:
+        return {"thinkingLevel": THINKING_LEVELS[effort]}
+    if effort == "none" and "-pro" in call.upstream_model:
+        raise AdapterError("Gemini 2.5 Pro cannot turn thinking off: use a reasoning_effort of 'minimal' or more.", "reasoning_effort")
+    return {"thinkingBudget": THINKING_BUDGETS[effort]}
 
 
 def _signed_id(call_id: str, signature: str | None) -> str:
@@ -212,9 +245,16 @@ def to_upstream(call: Call) -> Upstream:
     if not contents:  # Gemini refuses it with a bare 400; say why before the call
         raise AdapterError("Gemini models need at least one user message besides the system instruction.", "messages")
     config = {}
-    for source, target in (("temperature", "temperature"), ("top_p", "topP"), ("seed", "seed")):
+    for source, target in SAMPLING:
         if body.get(source) is not None:
             config[target] = body[source]
+    if body.get("logprobs"):
+        config["responseLogprobs"] = True
+        if body.get("top_logprobs") is not None:
+            config["logprobs"] = body["top_logprobs"]
+    thinking = _thinking_config(call)
+    if thinking:
+        config["thinkingConfig"] = thinking
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if max_tokens:
         config["maxOutputTokens"] = max_tokens
@@ -279,6 +319,22 @@ def _choice_parts(candidate: dict, call_ids) -> tuple[str, list[dict]]:
     return "".join(text), tool_calls
 
 
+def _logprobs(result: dict | None) -> dict | None:
+    """Gemini's ``logprobsResult`` in OpenAI's shape: each chosen token, with the most likely ones at its step."""
+    if not result:
+        return None
+
+    def entry(candidate: dict) -> dict:
+        token = candidate.get("token", "")
+        return {"token": token, "logprob": candidate.get("logProbability", 0.0), "bytes": list(token.encode())}
+
+    chosen = result.get("chosenCandidates") or []
+    tops = [step.get("candidates") or [] for step in result.get("topCandidates") or ()]
+    tops += [[]] * (len(chosen) - len(tops))  # no alternatives asked for (top_logprobs 0)
+    content = [{**entry(token), "top_logprobs": [entry(c) for c in top]} for token, top in zip(chosen, tops, strict=False)]
+    return {"content": content, "refusal": None}
+
+
 def _finish(candidate: dict, tool_calls) -> str | None:
     reason = candidate.get("finishReason")
     if reason is None:
@@ -309,7 +365,9 @@ def from_upstream(data: dict, call: Call) -> tuple[dict, Usage]:
         message = {"role": "assistant", "content": text if text or not tool_calls else None, "refusal": None}
         if tool_calls:
             message["tool_calls"] = tool_calls
-        choices.append({"index": index, "message": message, "finish_reason": _finish(candidate, tool_calls) or "stop", "logprobs": None})
+        finish = _finish(candidate, tool_calls) or "stop"
+        logprobs = _logprobs(candidate.get("logprobsResult"))
+        choices.append({"index": index, "message": message, "finish_reason": finish, "logprobs": logprobs})
     if _blocked(data):  # as OpenAI answers a prompt its filter stops: one empty choice
         message = {"role": "assistant", "content": "", "refusal": None}
         choices.append({"index": 0, "message": message, "finish_reason": "content_filter", "logprobs": None})

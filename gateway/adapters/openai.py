@@ -1,4 +1,10 @@
-"""OpenAI and every OpenAI-compatible server: the body passes through with the model renamed."""
+"""OpenAI and every OpenAI-compatible server: the body passes through with the model renamed.
+
+One exception: tool call ids a Gemini 3 model made carry its signature (``<id>_sig_<signature>``,
+see ``gemini.py``) and are longer than OpenAI takes (40 characters); a conversation that moves
+here from Gemini goes with the signature cut from its ids, alike where the calls and their
+results name them, so they still pair.
+"""
 
 import json
 
@@ -9,9 +15,33 @@ def _headers(secret: str) -> dict:
     return {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
 
 
+SIGNATURE = "_sig_"
+
+
+def _unsigned(call_id):
+    return call_id.partition(SIGNATURE)[0] if isinstance(call_id, str) else call_id
+
+
+def _without_signatures(messages: list) -> list:
+    """The messages with Gemini's signatures cut from their tool call ids; those without any, as they are."""
+    result = []
+    for message in messages:
+        if message.get("role") == "tool" and SIGNATURE in str(message.get("tool_call_id")):
+            message = {**message, "tool_call_id": _unsigned(message["tool_call_id"])}
+        elif message.get("role") == "assistant" and message.get("tool_calls"):
+            calls = [{**call, "id": _unsigned(call.get("id"))} for call in message["tool_calls"]]
+            message = {**message, "tool_calls": calls}
+        result.append(message)
+    return result
+
+
 def to_upstream(call: Call) -> Upstream:
     body = dict(call.body)
     body["model"] = call.upstream_model
+    messages = body.get("messages") or ()
+    # Only a conversation with tool results can carry signed ids: the pass-through pays nothing otherwise.
+    if any(m.get("role") == "tool" and SIGNATURE in str(m.get("tool_call_id")) for m in messages):
+        body["messages"] = _without_signatures(messages)
     if call.prompt_cache_key and not body.get("prompt_cache_key"):
         body["prompt_cache_key"] = call.prompt_cache_key
     if call.stream:

@@ -354,6 +354,94 @@ def test_anthropic_refuses_temperature_with_top_p(mock):
     assert anthropic_call(mock, body).status_code == 400
 
 
+def test_a_thinking_claude_answers_with_a_thinking_block_first(mock):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    answer = anthropic_call(mock, {**body, "messages": [{"role": "user", "content": "Hi"}]}).json()
+    assert [block["type"] for block in answer["content"]] == ["thinking", "text"] and answer["content"][0]["signature"]
+    events = sse_events(anthropic_call(mock, {**body, "stream": True, "messages": [{"role": "user", "content": "REDACTED_THINKING"}]}))
+    assert events[1][1]["content_block"]["type"] == "redacted_thinking"
+    assert [data["index"] for name, data in events if name == "content_block_start"] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"thinking": {"type": "enabled", "budget_tokens": 512}},
+        {"thinking": {"type": "enabled", "budget_tokens": 2000}},
+        {"thinking": {"type": "adaptive"}},
+        {"model": "claude-opus-5"},
+        {"temperature": 0.5},
+        {"top_k": 5},
+        {"tool_choice": {"type": "any"}},
+    ],
+)
+def test_anthropic_refuses_what_it_refuses_beside_thinking(mock, change):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    assert anthropic_call(mock, {**body, "messages": [{"role": "user", "content": "Hi"}], **change}).status_code == 400
+
+
+def test_anthropic_wants_the_thinking_back_beside_the_tool_calls_it_led_to(mock):
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 2000, "thinking": {"type": "enabled", "budget_tokens": 1024}}
+    tool_use = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {}}
+    thinking = {"type": "thinking", "thinking": "t", "signature": "s"}
+    result = {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}]}
+
+    def after(blocks):
+        messages = [{"role": "user", "content": "CALL_TOOL"}, {"role": "assistant", "content": blocks}, result]
+        return anthropic_call(mock, {**body, "messages": messages}).status_code
+
+    assert after([thinking, tool_use]) == 200
+    assert after([tool_use]) == 400
+
+
+def test_anthropic_refuses_an_empty_text_block(mock):
+    messages = [{"role": "user", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "Hi"}]}]
+    assert anthropic_call(mock, {"model": "c", "max_tokens": 5, "messages": messages}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("model", "config", "status"),
+    [
+        ("gemini-2.5-flash", {"thinkingConfig": {"thinkingBudget": 0}}, 200),
+        ("gemini-2.5-pro", {"thinkingConfig": {"thinkingBudget": 0}}, 400),
+        ("gemini-2.5-flash-lite", {"thinkingConfig": {"thinkingBudget": 100}}, 400),
+        ("gemini-2.5-flash", {"thinkingConfig": {"thinkingLevel": "low"}}, 400),
+        ("gemini-3.1-pro-preview", {"thinkingConfig": {"thinkingLevel": "low"}}, 200),
+        ("gemini-3.1-pro-preview", {"thinkingConfig": {"thinkingLevel": "low", "thinkingBudget": 1024}}, 400),
+        ("gemini-2.5-flash", {"logprobs": 2}, 400),
+        ("gemini-2.5-flash", {"responseLogprobs": True, "logprobs": 21}, 400),
+    ],
+)
+def test_gemini_refuses_a_config_its_model_does_not_take(mock, model, config, status):
+    body = {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}], "generationConfig": config}
+    assert gemini_call(mock, model, body).status_code == status
+
+
+def test_gemini_gives_logprobs_when_asked(mock):
+    body = {"contents": [{"role": "user", "parts": [{"text": "ECHO:a b"}]}], "generationConfig": {"responseLogprobs": True, "logprobs": 1}}
+    result = gemini_call(mock, "gemini-2.5-flash", body).json()["candidates"][0]["logprobsResult"]
+    assert [c["token"] for c in result["chosenCandidates"]] == ["a", " b"]
+    assert [step["candidates"][0]["token"] for step in result["topCandidates"]] == ["a", " b"]
+
+
+def test_openai_refuses_a_tool_call_id_over_40_characters_and_an_unanswered_tool_message(client):
+    def ask(call_id, result_id):
+        call = {"id": call_id, "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+        messages = [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": result_id, "content": "42"},
+        ]
+        return client.chat.completions.create(model="gpt-4o", messages=messages)
+
+    assert ask("call_" + "a" * 35, "call_" + "a" * 35).choices[0].message.content
+    with pytest.raises(openai.BadRequestError) as refused:
+        ask("call_" + "a" * 36, "call_" + "a" * 36)
+    assert refused.value.code == "string_above_max_length"
+    with pytest.raises(openai.BadRequestError):
+        ask("call_1", "call_2")
+
+
 def test_cli_entry_parses_its_options():
     help_text, add_arguments, handle = COMMANDS["mock-provider"]
     parser = argparse.ArgumentParser()

@@ -199,3 +199,127 @@ def test_an_empty_assistant_message_in_history_is_left_out(sdk, upstream, model,
     messages = [{"role": "user", "content": "one"}, {"role": "assistant", "content": content}, {"role": "user", "content": "two"}]
     answer = sdk.chat.completions.create(model=model, messages=messages)
     assert answer.choices[0].message.content == "Mock reply to 1 messages."
+
+
+def test_reasoning_effort_thinks_against_a_budget_on_claude_4_5_and_the_thinking_stays_out(sdk, upstream):
+    answer = sdk.chat.completions.create(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "ECHO:deux"}], reasoning_effort="low"
+    )
+    sent = upstream.requests[-1]["json"]
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2048} and sent["max_tokens"] > 2048
+    assert answer.choices[0].message.content == "deux"
+    assert answer.usage.completion_tokens > 1  # the thinking is billed as output, as Anthropic counts it
+    chunks = list(
+        sdk.chat.completions.create(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "ECHO:deux"}], reasoning_effort="low", stream=True
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "deux"
+
+
+def test_claude_5_thinks_adaptively_at_the_effort_asked(sdk, upstream):
+    answer = sdk.chat.completions.create(
+        model="claude-opus-5", messages=[{"role": "user", "content": "ECHO:trois"}], reasoning_effort="medium"
+    )
+    sent = upstream.requests[-1]["json"]
+    assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"] == {"effort": "medium"}
+    assert answer.choices[0].message.content == "trois"
+
+
+def test_redacted_thinking_stays_out_of_the_answer(sdk, upstream):
+    messages = [{"role": "user", "content": "ECHO:REDACTED_THINKING"}]
+    answer = sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages, reasoning_effort="high")
+    assert upstream.requests[-1]["json"]["thinking"]["type"] == "enabled"
+    assert answer.choices[0].message.content == "REDACTED_THINKING"
+    chunks = list(sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages, reasoning_effort="high", stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "REDACTED_THINKING"
+
+
+def test_a_max_tokens_too_small_for_the_thinking_budget_is_a_400_naming_it(sdk, upstream):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], reasoning_effort="minimal", max_tokens=1000
+        )
+    assert refused.value.body["param"] == "max_tokens" and "1024" in refused.value.body["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [({"temperature": 0.2}, "temperature"), ({"top_p": 0.5}, "top_p"), ({"tools": TOOLS, "tool_choice": "required"}, "tool_choice")],
+)
+def test_what_claude_refuses_beside_thinking_is_a_400_naming_it(sdk, upstream, extra, param):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], reasoning_effort="low", **extra
+        )
+    assert refused.value.body["param"] == param
+    assert upstream.requests == []
+
+
+def test_tool_results_after_a_thinking_turn_go_without_thinking(sdk, upstream):
+    """Anthropic wants the turn's signed thinking back beside its tool calls, which AURA does not keep."""
+    first = sdk.chat.completions.create(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=TOOLS, reasoning_effort="low"
+    )
+    assert upstream.requests[-1]["json"]["thinking"]["type"] == "enabled"
+    message = first.choices[0].message
+    assert message.content is None and message.tool_calls[0].function.name == "lookup"
+    messages = [
+        {"role": "user", "content": "CALL_TOOL"},
+        message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": message.tool_calls[0].id, "content": "42"},
+    ]
+    second = sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=TOOLS, reasoning_effort="low")
+    assert second.choices[0].message.content == "Mock reply to 3 messages."
+    assert "thinking" not in upstream.requests[-1]["json"]
+
+
+@pytest.mark.parametrize("model", ["anthropic/claude-3-5-haiku-latest", "gemini/gemini-2.0-flash"])
+def test_reasoning_effort_to_a_model_the_catalog_does_not_mark_as_reasoning_is_a_400(sdk, upstream, model):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], reasoning_effort="low")
+    assert refused.value.body["param"] == "reasoning_effort" and "not supported with this model" in refused.value.body["message"]
+    assert upstream.requests == []
+
+
+@pytest.mark.parametrize("model", ["claude-sonnet-4-5", "gemini-2.5-flash"])
+def test_a_reasoning_effort_outside_openais_set_is_a_400(sdk, upstream, model):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], reasoning_effort="extreme")
+    assert refused.value.body["param"] == "reasoning_effort"
+    assert upstream.requests == []
+
+
+def test_logprobs_to_claude_is_a_400_naming_it(sdk, upstream):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], logprobs=True)
+    assert refused.value.body["param"] == "logprobs"
+    assert upstream.requests == []
+
+
+def test_empty_text_parts_are_left_out(sdk, upstream):
+    """OpenAI takes an empty text part; Anthropic refuses an empty text block."""
+    empty = {"type": "text", "text": ""}
+    messages = [
+        {"role": "system", "content": [empty, {"type": "text", "text": "Be terse."}]},
+        {"role": "user", "content": [empty, {"type": "text", "text": "one"}]},
+        {"role": "assistant", "content": [empty]},
+        {"role": "user", "content": [empty]},
+        {"role": "user", "content": "ECHO:two"},
+    ]
+    assert sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages).choices[0].message.content == "two"
+    sent = upstream.requests[-1]["json"]
+    assert sent["system"] == [{"type": "text", "text": "Be terse."}]
+    assert sent["messages"] == [{"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "ECHO:two"}]}]
+
+
+def test_an_empty_assistant_text_beside_tool_calls_is_left_out(sdk, upstream):
+    call = {"id": "toolu_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "CALL_TOOL"},
+        {"role": "assistant", "content": [{"type": "text", "text": ""}], "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "42"},
+    ]
+    assert sdk.chat.completions.create(model="claude-sonnet-4-5", messages=messages, tools=TOOLS).choices[0].message.content
+    assert [block["type"] for block in upstream.requests[-1]["json"]["messages"][1]["content"]] == ["tool_use"]

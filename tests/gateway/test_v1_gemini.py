@@ -298,3 +298,50 @@ def test_a_rate_limit_says_when_to_retry_from_geminis_retry_info(sdk, upstream):
     with pytest.raises(openai.RateLimitError) as limited:
         sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}])
     assert limited.value.response.headers["Retry-After"] == "39"
+
+
+@pytest.mark.parametrize(("effort", "budget"), [("none", 0), ("low", 1024), ("high", 24576)])
+def test_reasoning_effort_sets_gemini_2_5s_thinking_budget(sdk, upstream, effort, budget):
+    answer = sdk.chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "ECHO:ja"}], reasoning_effort=effort
+    )
+    assert answer.choices[0].message.content == "ja"
+    assert upstream.requests[-1]["json"]["generationConfig"]["thinkingConfig"] == {"thinkingBudget": budget}
+
+
+def test_gemini_3_thinks_at_the_level_asked(sdk, upstream):
+    answer = sdk.chat.completions.create(
+        model="gemini-3.1-pro-preview", messages=[{"role": "user", "content": "ECHO:ja"}], reasoning_effort="low"
+    )
+    assert answer.choices[0].message.content == "ja"
+    assert upstream.requests[-1]["json"]["generationConfig"]["thinkingConfig"] == {"thinkingLevel": "low"}
+
+
+def test_gemini_2_5_pro_cannot_turn_thinking_off(sdk, upstream):
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="gemini-2.5-pro", messages=[{"role": "user", "content": "hi"}], reasoning_effort="none")
+    assert refused.value.body["param"] == "reasoning_effort" and "cannot turn thinking off" in refused.value.body["message"]
+    assert upstream.requests == []
+
+
+def test_logprobs_come_back_in_openais_shape(sdk, upstream):
+    answer = sdk.chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "ECHO:un deux"}], logprobs=True, top_logprobs=1
+    )
+    config = upstream.requests[-1]["json"]["generationConfig"]
+    assert config["responseLogprobs"] is True and config["logprobs"] == 1
+    tokens = answer.choices[0].logprobs.content
+    assert [t.token for t in tokens] == ["un", " deux"]
+    assert all(t.logprob < 0 and t.bytes == list(t.token.encode()) for t in tokens)
+    assert [[top.token for top in t.top_logprobs] for t in tokens] == [["un"], [" deux"]]
+    plain = sdk.chat.completions.create(model="gemini-2.5-flash", messages=[{"role": "user", "content": "ECHO:un"}], logprobs=True)
+    assert plain.choices[0].logprobs.content[0].top_logprobs == []
+    assert "logprobs" not in upstream.requests[-1]["json"]["generationConfig"]
+
+
+def test_presence_and_frequency_penalties_reach_gemini(sdk, upstream):
+    sdk.chat.completions.create(
+        model="gemini-2.5-flash", messages=[{"role": "user", "content": "hi"}], presence_penalty=0.5, frequency_penalty=-0.5
+    )
+    config = upstream.requests[-1]["json"]["generationConfig"]
+    assert config["presencePenalty"] == 0.5 and config["frequencyPenalty"] == -0.5

@@ -128,6 +128,23 @@ def test_tools_and_tool_results(sdk):
     assert second.choices[0].message.content == "done"
 
 
+def test_a_conversation_from_gemini_3_goes_on_with_openai_under_ids_it_takes(sdk, upstream):
+    """Gemini 3's signed tool call ids are longer than OpenAI's 40 characters: cut alike in the call and its result."""
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}]
+    first = sdk.chat.completions.create(model="gemini-3.1-pro-preview", messages=[{"role": "user", "content": "CALL_TOOL"}], tools=tools)
+    call = first.choices[0].message.tool_calls[0]
+    assert len(call.id) > 40 and "_sig_" in call.id
+    messages = [
+        {"role": "user", "content": "CALL_TOOL"},
+        first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": "42"},
+        {"role": "user", "content": "ECHO:done"},
+    ]
+    assert sdk.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools).choices[0].message.content == "done"
+    sent = upstream.requests[-1]["json"]["messages"]
+    assert sent[1]["tool_calls"][0]["id"] == sent[2]["tool_call_id"] == call.id.partition("_sig_")[0]
+
+
 def test_embeddings(sdk):
     result = sdk.embeddings.create(model="text-embedding-3-small", input=["alpha", "beta"])
     assert len(result.data) == 2 and len(result.data[0].embedding) == 8
