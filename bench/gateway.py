@@ -544,7 +544,7 @@ def start_aura(procs: Processes, env: dict, port: int, *, name: str = "aura", cw
         "--bind",
         f"{HOST}:{port}",
         "--worker-class",
-        "gevent",
+        "aura.gunicorn_worker.GeventWorker" if (cwd / "aura" / "gunicorn_worker.py").exists() else "gevent",
         "--workers",
         "2",
         "--worker-connections",
@@ -556,6 +556,7 @@ def start_aura(procs: Processes, env: dict, port: int, *, name: str = "aura", cw
         "--access-logfile",
         "-",
         *(["--logger-class", "aura.gunicorn_logging.AccessLogger"] if (cwd / "aura" / "gunicorn_logging.py").exists() else []),
+        "--no-control-socket",
     ]
     return procs.start(name, argv, env=env, cwd=cwd)
 
@@ -1132,8 +1133,9 @@ def run(args, phases: set[str]) -> int:
             "connections": CONNECTIONS,
             "aura_tenants_per_upstream": TENANTS,
             "aura_tenant_plan": "team",
-            "aura": "gunicorn aura.wsgi --worker-class gevent --workers 2 --worker-connections 1000 --timeout 120 --graceful-timeout 30 "
-            "--access-logfile - --logger-class aura.gunicorn_logging.AccessLogger (Procfile web line, bound to 127.0.0.1)",
+            "aura": "gunicorn aura.wsgi --worker-class aura.gunicorn_worker.GeventWorker --workers 2 --worker-connections 1000 "
+            "--timeout 120 --graceful-timeout 30 --access-logfile - --logger-class aura.gunicorn_logging.AccessLogger "
+            "--no-control-socket (Procfile web line, bound to 127.0.0.1)",
             "litellm": "litellm --config <yaml> --host 127.0.0.1 --port <port> --num_workers 2 (no database, a master key)",
         },
         "litellm": {"available": False, "reason": "skipped (--no-litellm)", "version": None},

@@ -1161,6 +1161,22 @@ class Assembler:
         return {**self.base, "choices": choices, "usage": usage.as_openai()}
 
 
+class ServerStopping(gevent.GreenletExit):
+    """Thrown into a stream's greenlet when the worker must stop before the stream ends (a
+    GreenletExit: no ``except Exception`` on the way takes it for the provider's failure, and gunicorn
+    takes it, where it reaches gunicorn's own code, for the kill it is)."""
+
+
+# The greenlets relaying a stream now, for ``end_streams``.
+_streaming: set = set()
+
+
+def end_streams() -> None:
+    """End every stream this worker is relaying (aura.gunicorn_worker: the worker is stopping)."""
+    for greenlet in list(_streaming):
+        gevent.kill(greenlet, ServerStopping)  # (raised where it waits; this does not wait for it)
+
+
 def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter, cache_store=None):
     """Relay the answer chunk by chunk; account for it however the stream ends.
 
@@ -1206,6 +1222,8 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
         ctx.last_piece = ends
         return b"".join(held) + piece
 
+    relaying = gevent.getcurrent()
+    _streaming.add(relaying)
     try:
         for item in adapter.stream_chunks(lines, call, state):
             if assembler:
@@ -1226,6 +1244,9 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
     except GeneratorExit:
         settle(499, "client_disconnected")
         raise
+    except ServerStopping:
+        settle(503, "server_stopping")
+        yield last(failure("AURA is restarting and cut this stream short. Send the request again.", "server_stopping"))
     except UpstreamStreamError as error:
         settle(502, "stream_error")
         yield last(failure(f"{name} reported an error mid-stream ({error.args[0]}).", "upstream_error"))
@@ -1237,6 +1258,7 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
         settle(502, "stream_unreadable")
         yield last(failure(f"{name} sent a stream AURA could not read.", "upstream_invalid"))
     finally:
-        if not accounted:  # ended some other way (the worker stopping mid-stream): still one record
+        _streaming.discard(relaying)
+        if not accounted:  # ended some other way: still one record
             settle(499, "stream_aborted")
         response.close()

@@ -281,6 +281,13 @@ def free_port() -> int:
 def web_server(*args: str, **env_extra: str):
     """AURA under gunicorn (extra command-line ``args``) on a free loopback port, on the test
     database and the environment's Redis; yields its URL once it answers. Needs ``transactional_db``."""
+    with web_process(*args, **env_extra) as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def web_process(*args: str, **env_extra: str):
+    """``web_server``, yielding (URL, gunicorn's master process) for a test that signals it."""
     from django.conf import settings
 
     db = settings.DATABASES["default"]
@@ -293,7 +300,8 @@ def web_server(*args: str, **env_extra: str):
         **env_extra,
     }
     port = free_port()
-    command = [sys.executable, "-m", "gunicorn", "aura.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning", *args]
+    command = [sys.executable, "-m", "gunicorn", "aura.wsgi", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"]
+    command += ["--no-control-socket", *args]  # (two suites at once would share ~/.gunicorn/gunicorn.ctl)
     server = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -306,7 +314,7 @@ def web_server(*args: str, **env_extra: str):
                 if time.time() > deadline:
                     raise
                 time.sleep(0.2)
-        yield url
+        yield url, server
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=60)

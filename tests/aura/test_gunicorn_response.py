@@ -108,7 +108,7 @@ def test_every_kind_of_answer_through_gunicorn_on_one_keep_alive_connection(tran
     send them with it; without, it sends each as it comes (its record is written before the end)."""
     if spool == "true" and not os.environ.get("REDIS_URL"):
         pytest.skip("the spool needs Redis")
-    with web_server("--worker-class", "gevent", "--workers", "1", AURA_USAGE_SPOOL=spool) as url:
+    with web_server("--worker-class", "aura.gunicorn_worker.GeventWorker", "--workers", "1", AURA_USAGE_SPOOL=spool) as url:
         conn = http.client.HTTPConnection(url.removeprefix("http://"), timeout=20)
         auth = {"Authorization": f"Bearer {alice_key}"}
 

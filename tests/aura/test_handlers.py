@@ -168,7 +168,7 @@ def test_each_call_hands_its_database_connection_back(transactional_db, alice_ke
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("the connection pool is PostgreSQL's")
     before = UsageRecord.objects.count()
-    with web_server("--worker-class", "gevent", "--workers", "1", DATABASE_POOL_SIZE="1", **records) as url:
+    with web_server("--worker-class", "aura.gunicorn_worker.GeventWorker", "--workers", "1", DATABASE_POOL_SIZE="1", **records) as url:
         auth = {"Authorization": f"Bearer {alice_key}"}
         for stream in (False, True, False, True, False):  # each writes its usage record itself
             body = {"model": "gpt-4o-mini", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}
@@ -184,7 +184,7 @@ def test_a_chunked_request_body_is_read_and_one_over_the_limit_refused(transacti
     """Clients that do not know a body's length (Go's, Node's streams) send it chunked, without Content-Length."""
     body = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}).encode()
     auth = {"Authorization": f"Bearer {alice_key}", "Content-Type": "application/json"}
-    with web_server("--worker-class", "gevent", "--workers", "1", AURA_MAX_BODY_BYTES="1048576") as url:
+    with web_server("--worker-class", "aura.gunicorn_worker.GeventWorker", "--workers", "1", AURA_MAX_BODY_BYTES="1048576") as url:
         answer = requests.post(url + "/v1/chat/completions", data=iter([body[:20], body[20:]]), headers=auth, timeout=10)
         assert answer.request.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in answer.request.headers
         assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
@@ -200,7 +200,7 @@ def test_a_call_that_has_ended_frees_its_slot_for_the_next_on_its_connection(tra
     if not os.environ.get("REDIS_URL"):
         pytest.skip("the slots are counted in Redis")
     config = str(Path(__file__).resolve().parents[1] / "gunicorn_one_call_at_a_time.py")
-    with web_server("--worker-class", "gevent", "--workers", "1", "--config", config) as url:
+    with web_server("--worker-class", "aura.gunicorn_worker.GeventWorker", "--workers", "1", "--config", config) as url:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {alice_key}"
         statuses = []

@@ -30,7 +30,14 @@ def raw(url: str, request: bytes) -> tuple[int, dict, bytes]:
 
 def test_unparseable_requests_get_openai_errors_and_keys_stay_out_of_the_logs(transactional_db, tmp_path):
     access, errors = tmp_path / "access.log", tmp_path / "error.log"
-    procfile = ("--worker-class", "gevent", "--workers", "1", "--logger-class", "aura.gunicorn_logging.AccessLogger")
+    procfile = (
+        "--worker-class",
+        "aura.gunicorn_worker.GeventWorker",
+        "--workers",
+        "1",
+        "--logger-class",
+        "aura.gunicorn_logging.AccessLogger",
+    )
     with web_server(*procfile, "--access-logfile", str(access), "--error-logfile", str(errors)) as url:
         cases = {
             # A header line with no colon: gunicorn's message would quote it whole, key and all.

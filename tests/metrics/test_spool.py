@@ -259,7 +259,9 @@ def test_the_web_process_drains_its_own_spool(transactional_db, alice, upstream)
     from tests.conftest import wire
 
     key = wire(alice, upstream)
-    with web_server("--worker-class", "gevent", "--workers", "2", AURA_USAGE_SPOOL="true", DATABASE_POOL_SIZE="4") as url:
+    with web_server(
+        "--worker-class", "aura.gunicorn_worker.GeventWorker", "--workers", "2", AURA_USAGE_SPOOL="true", DATABASE_POOL_SIZE="4"
+    ) as url:
         body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": CANARY}]}
         ids = set()
         with requests.Session() as session:
