@@ -464,6 +464,9 @@ LOGGING = {
         # Django's request logger can attach the request; our filter drops it.
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
         "django.security": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Without a broker (the embedded defaults: memory://, tasks run eagerly) kombu warns, at every
+        # connection it describes, that no host was given: true, and nothing to act on.
+        **({"kombu.connection": {"level": "ERROR"}} if CELERY_BROKER_URL == "memory://" else {}),
     },
 }
 

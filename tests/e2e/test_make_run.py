@@ -108,7 +108,38 @@ def test_the_demo_answers_through_the_openai_sdk_and_stops_cleanly_on_ctrl_c(dem
     while "retention expire-exports removed" not in log.read_text() and time.monotonic() < deadline:
         time.sleep(0.3)
     assert "running 8 scheduled jobs in this process (no broker)" in log.read_text()
+    # make run again on the same ports: refused before it changes anything (the running demo's key stays good).
+    again = subprocess.run(
+        [str(ROOT / "bin" / "run")],
+        cwd=ROOT,
+        env={**fresh_shell(tmp_path, {}), "AURA_PORT": str(port), "AURA_MOCK_PORT": str(mock_port)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and f"port {port} is in use: is AURA already running?" in again.stderr
+    assert "Traceback" not in again.stdout + again.stderr and "AURA key:" not in again.stdout
+    assert client.models.list().data  # still the key the first run printed
     stop_with_ctrl_c(script, port, mock_port, log)
+
+
+def test_ctrl_c_while_it_sets_up_stops_it_without_a_traceback(tmp_path):
+    port, mock_port, log = free_port(), free_port(), tmp_path / "run.log"
+    env = {**fresh_shell(tmp_path, {}), "AURA_PORT": str(port), "AURA_MOCK_PORT": str(mock_port)}
+    with log.open("w") as sink:
+        script = subprocess.Popen(
+            [str(ROOT / "bin" / "run")],
+            cwd=ROOT,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+    time.sleep(1.5)  # migrating a new database
+    os.killpg(script.pid, signal.SIGINT)
+    assert script.wait(timeout=60) in (0, 130)
+    assert "Traceback" not in log.read_text() and group_gone(script.pid)
 
 
 def stop_with_ctrl_c(script, port, mock_port, log):
