@@ -486,6 +486,8 @@ def validate_chat(body: dict) -> None:
         raise errors.invalid_request("'stream_options' must be an object.", "stream_options")
     if body.get("stream_options") is not None and body.get("stream") is not True:
         raise errors.invalid_request("The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options")
+    if not isinstance((body.get("stream_options") or {}).get("include_usage", False), bool):
+        raise errors.invalid_request("'stream_options.include_usage' must be a boolean.", "stream_options.include_usage")
     stop = body.get("stop")
     if stop is not None and not (
         isinstance(stop, str) or (isinstance(stop, list) and len(stop) <= 4 and all(isinstance(s, str) for s in stop))

@@ -83,6 +83,7 @@ def test_a_json_array_body_is_400(post):
         ({"model": "gpt-4o-mini", "messages": [{"role": "tool", "tool_call_id": 7, "content": "x"}]}, "messages[0].tool_call_id"),
         ({**HELLO, "tool_choice": "sometimes"}, "tool_choice"),
         ({**HELLO, "stream_options": "usage"}, "stream_options"),
+        ({**HELLO, "stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
         ({**HELLO, "response_format": {"type": "json_schema", "json_schema": "x"}}, "response_format"),
     ],
 )
