@@ -205,10 +205,33 @@ def model(request, ctx, model_id):
     named with its provider, a model the catalog does not list, a custom server's by its label)."""
     _require(request, "GET")
     pipeline.authenticate(ctx, request)
+    if model_id in routing.AUTO_NAMES:
+        return _respond(ctx, JsonResponse(_auto_entry(ctx, model_id)))
     found = pipeline.lookup(model_id, ctx.vault)
     if found is None or pipeline.key_for(ctx.vault, found, model_id) is None or not routing.allowed(ctx.caller, found.id, model_id):
         raise errors.model_not_found(model_id)
     return _respond(ctx, JsonResponse({**_model_entry(found), "id": model_id}))
+
+
+def _auto_entry(ctx: pipeline.Context, name: str) -> dict:
+    """``auto``, which chat routes to the cheapest capable model of those this key may call: what they
+    can do together, and no price of its own (each call is priced as the model that served it)."""
+    usable = [m for m in _usable_models(ctx.caller, ctx.vault) if m.supports("chat")]
+    if not usable or not ctx.plan.includes("routing"):
+        raise errors.model_not_found(name)
+    entry = _model_entry(usable[0])
+    flags = {c: any(m.supports(c) for m in usable) for c in entry["capabilities"]}
+    return {
+        **entry,
+        "id": name,
+        "owned_by": "aura",
+        "provider": "AURA",
+        "context_window": max(m.context_window or 0 for m in usable) or None,
+        "max_output_tokens": max(m.max_output_tokens or 0 for m in usable) or None,
+        "capabilities": flags,
+        "pricing": None,
+        "routing_policy": ctx.caller.routing_policy,
+    }
 
 
 @functools.cache

@@ -236,3 +236,19 @@ def test_an_openai_compatible_answer_reaches_the_client_byte_for_byte(live_serve
         time.sleep(0.05)
     record = UsageRecord.objects.get()
     assert (record.prompt_tokens, record.completion_tokens, record.status) == (9, 4, 200)
+
+
+def test_auto_has_a_models_page_as_chat_accepts_it(sdk, alice):
+    import openai
+
+    from gateway import services
+
+    for name in ("auto", "aura/auto"):
+        entry = sdk.models.retrieve(name).model_dump()
+        assert entry["id"] == name and entry["owned_by"] == "aura" and entry["pricing"] is None
+        assert entry["capabilities"]["chat"] and entry["capabilities"]["tools"] and entry["context_window"] >= 200_000
+    key, secret = services.api_key_issue(user=alice, name="embeddings only")
+    services.api_key_configure(key=key, allowed_models=["text-embedding-3-small"])
+    client = openai.OpenAI(base_url=sdk.base_url, api_key=secret, max_retries=0, timeout=20)
+    with pytest.raises(openai.NotFoundError):  # nothing for auto to route a chat to
+        client.models.retrieve("auto")
