@@ -28,8 +28,13 @@ Questions: {privacy_email}
 
 
 def _plain(value):
-    """Money as people read it (0.00000000, not str()'s 0E-8); anything else as str() gives it."""
-    return format(value, "f") if isinstance(value, Decimal) else value
+    """Money as people read it (0.00000000, not str()'s 0E-8), a mapping or list as JSON (not Python's
+    repr), anything else as str() gives it."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value
 
 
 def _cell(value):

@@ -6,7 +6,8 @@ from .models import ApiKey
 
 
 def collect(user) -> dict:
-    api_keys = list(user.api_keys.values("name", "prefix", "created", "last_used", "revoked", *ApiKey.SETTINGS))
+    # "id": what usage_records.csv and usage_daily.csv name a key by (api_key_id).
+    api_keys = list(user.api_keys.values("id", "name", "prefix", "created", "last_used", "revoked", *ApiKey.SETTINGS))
     provider_keys = [
         {
             "provider": k.provider,

