@@ -18,9 +18,28 @@ class Prices:
     cached_input: Decimal
     cache_write: Decimal
     output: Decimal
+    # A provider's second tier for long prompts (Gemini's Pro models bill a prompt over 200k tokens,
+    # all of it, at higher rates): those rates, and the prompt size past which they apply.
+    long: "Prices | None" = None
+    long_above: int | None = None
+
+    def for_prompt(self, prompt_tokens: int) -> "Prices":
+        """The rates a call with this many prompt tokens is billed at."""
+        return self.long if self.long is not None and prompt_tokens > self.long_above else self
 
     def as_dict(self) -> dict:
-        return {k: float(getattr(self, k)) for k in ("input", "cached_input", "cache_write", "output")}
+        rates = {k: float(getattr(self, k)) for k in ("input", "cached_input", "cache_write", "output")}
+        if self.long is not None:
+            rates["long_context"] = {"above_prompt_tokens": self.long_above, **self.long.as_dict()}
+        return rates
+
+
+def _prices(entry: dict) -> Prices:
+    rates = {k: Decimal(str(v)) for k, v in entry["prices"].items()}
+    long = entry.get("long_context")
+    if long:
+        return Prices(**rates, long=_prices(long), long_above=long["above_prompt_tokens"])
+    return Prices(**rates)
 
 
 FREE = Prices(Decimal(0), Decimal(0), Decimal(0), Decimal(0))
@@ -62,7 +81,7 @@ def load() -> Catalog:
             context_window=entry.get("context_window"),
             max_output_tokens=entry.get("max_output_tokens"),
             capabilities=frozenset(entry["capabilities"]),
-            prices=Prices(**{k: Decimal(str(v)) for k, v in entry["prices"].items()}),
+            prices=_prices(entry),
             tier=entry.get("tier", 2),
         )
     return Catalog(version=data["version"], models=models)

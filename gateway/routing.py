@@ -162,7 +162,8 @@ def capable(model: catalog.Model, needs: Needs) -> bool:
 
 
 def estimated_cost(model: catalog.Model, needs: Needs) -> float:
-    return float(model.prices.input) * needs.prompt_tokens + float(model.prices.output) * needs.output_tokens
+    prices = model.prices.for_prompt(needs.prompt_tokens)
+    return float(prices.input) * needs.prompt_tokens + float(prices.output) * needs.output_tokens
 
 
 def _min_tier(needs: Needs) -> int:

@@ -30,6 +30,7 @@ class Savings:
 
 
 def cost(usage: Usage, prices: Prices) -> Decimal:
+    prices = prices.for_prompt(usage.prompt_tokens)
     uncached = max(usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens, 0)
     total = (
         uncached * prices.input

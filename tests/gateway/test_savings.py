@@ -55,3 +55,44 @@ def test_user_show_reports_this_months_savings(sdk, alice):
     assert month["requests"] == 3
     assert month["savings_usd"]["response_cache"] > 0
     assert abs(month["savings_usd"]["total"] - (month["baseline_usd"] - month["spend_usd"])) <= 2e-6
+
+
+def test_a_prompt_past_a_models_long_context_threshold_is_billed_all_at_the_long_rates(alice, live_server):
+    """Gemini's Pro models bill a prompt over 200k tokens, all of it and the answer, at a second tier."""
+    import requests
+
+    from gateway import services
+    from tests.conftest import fixed_upstream, subscribe
+
+    subscribe(alice, "team")  # (the free plan's 200k tokens a minute would stop the second call)
+
+    def answer(prompt_tokens: int) -> bytes:
+        usage = {"promptTokenCount": prompt_tokens, "candidatesTokenCount": 1000, "totalTokenCount": prompt_tokens + 1000}
+        return json.dumps(
+            {"candidates": [{"content": {"role": "model", "parts": [{"text": "ok"}]}, "finishReason": "STOP"}], "usageMetadata": usage}
+        ).encode()
+
+    costs = {}
+    for prompt_tokens in (200_000, 250_000):
+        with fixed_upstream("application/json", answer(prompt_tokens)) as base:
+            key = services.provider_key_save(
+                user=alice, provider="gemini", api_key="AIza-test-0123456789", base_url=base.removesuffix("/v1")
+            )
+            _key, secret = services.api_key_issue(user=alice, name=str(prompt_tokens))
+            body = {"model": "gemini-2.5-pro", "messages": [{"role": "user", "content": "hi"}]}
+            response = requests.post(
+                f"{live_server.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {secret}"}, timeout=20
+            )
+            assert response.status_code == 200, response.text
+            costs[prompt_tokens] = Decimal(response.headers["x-aura-cost-usd"])
+            key.delete()
+    assert costs[200_000] == Decimal("0.26")  # 200k at $1.25 + 1k at $10: the first tier, up to its edge
+    assert costs[250_000] == Decimal("0.64")  # 250k at $2.50 + 1k at $15
+    listed = requests.get(f"{live_server.url}/v1/models/gemini-2.5-pro", headers={"Authorization": f"Bearer {secret}"}, timeout=20).json()
+    assert listed["pricing"]["long_context"] == {
+        "above_prompt_tokens": 200_000,
+        "input": 2.5,
+        "cached_input": 0.25,
+        "cache_write": 0.0,
+        "output": 15.0,
+    }
