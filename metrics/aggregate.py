@@ -214,7 +214,12 @@ class Totals:
 
     @property
     def cache_hit_rate(self) -> float | None:
-        return _ratio(self.cache_hits, self.requests)
+        return _ratio(self.cache_hits, self.client_requests)
+
+    @property
+    def client_error_rate(self) -> float | None:
+        """The share of the client's requests that failed: an attempt a fallback answered is not one."""
+        return _ratio(max(self.errors - self.failed_attempts, 0), self.client_requests)
 
     @property
     def provider_cache_share(self) -> float | None:

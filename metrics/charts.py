@@ -9,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.utils import formats
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from .aggregate import Totals
 from .selectors import Period
@@ -53,6 +54,14 @@ def change(current, previous, unit: str) -> dict | None:
     return {"value": delta, "text": ("+" if delta >= 0 else "−") + _number(abs(delta), 0) + "%"}
 
 
+def _taken_over(attempts: int) -> str:
+    """The requests card's note: failed attempts are upstream calls a fallback followed, not requests."""
+    if not attempts:
+        return ""
+    text = ngettext("and %(count)s attempt a fallback took over", "and %(count)s attempts a fallback took over", attempts)
+    return text % {"count": fmt(attempts, "count")}
+
+
 def _card(key, label, current, previous, unit, better=None, note="") -> dict:
     delta = change(current, previous, unit)
     tone = "neutral"
@@ -75,7 +84,14 @@ def cards(current: Totals, previous: Totals) -> list[dict]:
             "up",
             _("%(share)s of what it would have cost") % {"share": fmt(share, "percent")} if share is not None else "",
         ),
-        _card("requests", _("Requests"), current.requests, previous.requests, "count"),
+        _card(
+            "requests",
+            _("Requests"),
+            current.client_requests,
+            previous.client_requests,
+            "count",
+            note=_taken_over(current.failed_attempts),
+        ),
         _card("tokens", _("Tokens"), current.tokens, previous.tokens, "count"),
         _card(
             "cache_hit_rate",
@@ -97,7 +113,7 @@ def cards(current: Totals, previous: Totals) -> list[dict]:
             "down",
             _("prompt tokens sent per token received"),
         ),
-        _card("error_rate", _("Error rate"), current.error_rate, previous.error_rate, "percent", "down"),
+        _card("error_rate", _("Error rate"), current.client_error_rate, previous.client_error_rate, "percent", "down"),
         _card("latency_p95", _("p95 latency"), current.latency_p95, previous.latency_p95, "ms", "down"),
     ]
 

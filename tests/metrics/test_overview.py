@@ -97,3 +97,14 @@ def test_a_client_that_left_is_not_an_error_of_aura_or_its_provider(alice, alice
     assert (totals.requests, totals.errors) == (4, 2) and totals.error_rate == 0.5
     fold_days(now=timezone.now(), days=3)
     assert AnonymousAggregate.objects.get().errors == 2
+
+
+def test_requests_and_their_error_rate_count_what_the_client_sent(alice_client, alice, alice_api_key):
+    """One call that failed on its model and was answered by a fallback: one request, not an error."""
+    now = hour_now()
+    record(alice, key=alice_api_key, at=now, request_id="req_fallback-1", status=502, error_class="upstream_error")
+    record(alice, key=alice_api_key, at=now, request_id="req_fallback", route_reason="fallback:5xx")
+    record(alice, key=alice_api_key, at=now, request_id="req_failed", status=502, error_class="upstream_error")
+    shown = cards(alice_client.get("/dashboard/"))
+    assert shown["requests"]["value"] == "2" and "and 1 attempt a fallback took over" in shown["requests"]["note"]
+    assert shown["error_rate"]["value"] == "50.0%"  # req_failed, of the 2 requests
