@@ -195,14 +195,27 @@ class AlertSettings(models.Model):
     thresholds = models.JSONField(_("budget thresholds (%)"), default=default_thresholds)
     # Comma-separated addresses; empty means the account's own email address.
     recipients = models.CharField(_("recipients"), max_length=1000, blank=True)
+    # Addresses (lowercased) whose owners confirmed, from an emailed link, that they want this
+    # account's alerts: AURA sends an account's spend to no address that did not ask for it.
+    confirmed_recipients = models.JSONField(default=list, blank=True)
     updated = models.DateTimeField(auto_now=True)
 
     def __str__(self):
         return f"alert settings of {self.user_id}"
 
+    def listed_recipients(self) -> list[str]:
+        return [address.strip() for address in self.recipients.split(",") if address.strip()]
+
+    def is_confirmed(self, address: str) -> bool:
+        return address.lower() == self.user.email.lower() or address.lower() in self.confirmed_recipients
+
+    def pending_recipients(self) -> list[str]:
+        """Listed addresses whose owners have not confirmed yet: no alert goes to them."""
+        return [address for address in self.listed_recipients() if not self.is_confirmed(address)]
+
     def recipient_list(self) -> list[str]:
-        listed = [address.strip() for address in self.recipients.split(",") if address.strip()]
-        return listed or [self.user.email]
+        """Where alerts go: the listed addresses that are confirmed; the account's own while none is."""
+        return [address for address in self.listed_recipients() if self.is_confirmed(address)] or [self.user.email]
 
 
 class KeyBudget(models.Model):

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core import signing
 from django.db import connection, models, transaction
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -267,8 +268,17 @@ def alert_settings_save(*, user, key_budgets: dict, **fields) -> AlertSettings:
     """Save the account's alert choices and its keys' budgets (``{key id: amount or None}``), then re-check its alerts."""
     from .tasks import check_user_alerts_task
 
+    earlier = AlertSettings.objects.filter(user=user).first()
+    asked = {address.lower() for address in earlier.pending_recipients()} if earlier else set()
     with transaction.atomic():
         prefs, _created = AlertSettings.objects.update_or_create(user=user, defaults=fields)
+        listed = {address.lower() for address in prefs.listed_recipients()}
+        if any(address not in listed for address in prefs.confirmed_recipients):  # taken off the list: asked again if put back
+            prefs.confirmed_recipients = [address for address in prefs.confirmed_recipients if address in listed]
+            prefs.save(update_fields=["confirmed_recipients"])
+        for address in prefs.pending_recipients():
+            if address.lower() not in asked:  # asked once per listing: saving again sends nothing new
+                transaction.on_commit(lambda address=address: recipient_confirmation_send(user=user, address=address), robust=True)
         for key_id, amount in key_budgets.items():
             if amount is None:
                 KeyBudget.objects.filter(api_key_id=key_id, api_key__user=user).delete()
@@ -276,6 +286,35 @@ def alert_settings_save(*, user, key_budgets: dict, **fields) -> AlertSettings:
                 KeyBudget.objects.update_or_create(api_key_id=key_id, defaults={"monthly_budget_usd": amount})
         check_user_alerts_task.delay_on_commit(user.pk)
     return prefs
+
+
+RECIPIENT_SALT = "aura.metrics.alert-recipient"
+RECIPIENT_LINK_DAYS = 7
+
+
+def recipient_confirmation_send(*, user, address: str) -> None:
+    """Ask ``address`` whether it wants this account's alerts, with a link that says yes."""
+    token = signing.dumps({"u": user.pk, "a": address.lower()}, salt=RECIPIENT_SALT)
+    link = settings.SITE_URL + reverse("alert_recipient_confirm", args=[token])
+    context = {"user": user, "account": user.email, "address": address, "link": link, "days": RECIPIENT_LINK_DAYS}
+    send_email("alert-recipient-confirm", to=address, context=context, language=user.language)
+
+
+def recipient_confirm(*, token: str) -> tuple[AlertSettings, str] | None:
+    """The account and address a confirmation link names, the address now confirmed; None for a link
+    that is not valid, has expired, or names an address the account no longer lists."""
+    try:
+        data = signing.loads(token, salt=RECIPIENT_SALT, max_age=RECIPIENT_LINK_DAYS * 86400)
+    except signing.BadSignature:
+        return None
+    prefs = AlertSettings.objects.filter(user_id=data.get("u")).select_related("user").first()
+    address = str(data.get("a", ""))
+    if prefs is None or address not in {listed.lower() for listed in prefs.listed_recipients()}:
+        return None
+    if address not in prefs.confirmed_recipients:
+        prefs.confirmed_recipients = [*prefs.confirmed_recipients, address]
+        prefs.save(update_fields=["confirmed_recipients", "updated"])
+    return prefs, address
 
 
 # Alerts -------------------------------------------------------------------------------

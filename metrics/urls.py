@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import recipients, views
 
 urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
@@ -9,4 +9,5 @@ urlpatterns = [
     path("usage/export.csv", views.usage_export, name="usage_export"),
     path("notifications/", views.notifications, name="notifications"),
     path("settings/alerts/", views.alert_settings, name="alert_settings"),
+    path("alerts/recipient/<str:token>/", recipients.confirm, name="alert_recipient_confirm"),
 ]

@@ -27,9 +27,10 @@ def test_saving_choices_budgets_and_recipients(alice_client, alice, alice_api_ke
     prefs = AlertSettings.objects.get(user=alice)
     assert (prefs.plan_alerts, prefs.budget_alerts, prefs.anomaly_alerts) == (True, True, False)
     assert prefs.monthly_budget_usd == Decimal("250") and prefs.thresholds == [25, 90]
-    assert prefs.recipient_list() == ["ops@example.org", "cfo@example.org"]
+    assert prefs.pending_recipients() == ["ops@example.org", "cfo@example.org"]  # asked by email first
+    assert prefs.recipient_list() == ["alice@example.org"]
     assert KeyBudget.objects.get().monthly_budget_usd == Decimal("40.50")
-    assert len(callbacks) == 1  # the account's alerts are checked again against the new settings
+    assert len(callbacks) == 3  # the two questions, and the account's alerts checked again against the new settings
 
 
 def test_clearing_a_key_budget_removes_it(alice_client, alice_api_key):
@@ -67,3 +68,33 @@ def test_the_smallest_budget_the_form_offers_is_accepted_and_below_it_refused(al
     page = alice_client.post("/settings/alerts/", {**VALID, "monthly_budget_usd": "0"}).content.decode()
     assert "Ensure this value is greater than or equal to 0.01." in page
     assert 'min="0.01"' in page
+
+
+def test_another_address_gets_alerts_only_once_its_owner_confirms(alice_client, alice, client, django_capture_on_commit_callbacks):
+    import re
+
+    from django.core import mail
+    from django.test import Client
+
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post("/settings/alerts/", {**VALID, "recipients": "Ops@example.org, cfo@example.org"})
+    asked = {message.to[0]: message for message in mail.outbox}
+    assert set(asked) == {"Ops@example.org", "cfo@example.org"}
+    assert asked["cfo@example.org"].subject == "Confirm that you want AURA usage alerts for alice@example.org"
+    page = alice_client.get("/settings/alerts/").content.decode()
+    assert "Waiting for confirmation: Ops@example.org, cfo@example.org" in page
+    link = re.search(r"http://[^/]+(/alerts/recipient/\S+/)", asked["Ops@example.org"].body).group(1)
+    confirmed = Client().get(link)  # the recipient needs no account
+    assert (
+        confirmed.status_code == 200
+        and "ops@example.org now receives the usage alerts of the AURA account alice@example.org" in confirmed.content.decode()
+    )
+    assert AlertSettings.objects.get(user=alice).recipient_list() == ["Ops@example.org"]
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post("/settings/alerts/", {**VALID, "recipients": "Ops@example.org, cfo@example.org"})
+    assert len(mail.outbox) == 2  # saved again: nobody asked twice
+    with django_capture_on_commit_callbacks(execute=True):
+        alice_client.post("/settings/alerts/", {**VALID, "recipients": "cfo@example.org"})
+    assert Client().get(link).status_code == 400  # taken off the list: its link no longer adds it
+    assert AlertSettings.objects.get(user=alice).recipient_list() == ["alice@example.org"]
+    assert Client().get("/alerts/recipient/not-a-token/").status_code == 400

@@ -207,7 +207,8 @@ def test_an_alert_email_is_sent_once(alice, small_plan):
 
 
 def test_every_recipient_gets_it_and_a_retry_skips_those_done(alice, small_plan, monkeypatch):
-    AlertSettings.objects.create(user=alice, recipients="ops@example.org, cfo@example.org")
+    confirmed = ["ops@example.org", "cfo@example.org"]
+    AlertSettings.objects.create(user=alice, recipients="ops@example.org, cfo@example.org", confirmed_recipients=confirmed)
     calls(alice, 8)
     (alert,) = check(alice)
     sent = []
