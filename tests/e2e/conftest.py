@@ -76,14 +76,8 @@ def new_context(browser, live_server):
     outside = re.compile(rf"^(?!{re.escape(live_server.url)}(?:[/?#]|$))[a-z-]+://")
 
     def open_context(**options):
-        context = browser.new_context(
-            base_url=live_server.url,
-            viewport={"width": 1280, "height": 900},
-            locale="en-US",
-            color_scheme="light",
-            accept_downloads=True,
-            **options,
-        )
+        defaults = {"viewport": {"width": 1280, "height": 900}, "locale": "en-US", "color_scheme": "light"}
+        context = browser.new_context(base_url=live_server.url, accept_downloads=True, **{**defaults, **options})
         context.set_default_timeout(15_000)
         context.route(outside, lambda route: route.abort())
         contexts.append(context)
