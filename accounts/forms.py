@@ -1,5 +1,6 @@
 from django import forms
 from django.conf import settings
+from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 from django.utils.translation import gettext_lazy as _
@@ -80,6 +81,7 @@ class SetupCodeForm(CodeForm):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["code"].label = _("Code from your authenticator app")
+        self.fields["code"].widget.attrs.pop("autofocus")  # the QR code to scan comes first, above the field
 
 
 class PasswordAndCodeForm(forms.Form):
@@ -190,3 +192,13 @@ class DeleteAccountForm(forms.Form):
         if not verify_code(self.user, code):
             raise forms.ValidationError(_("That code is not valid (or was already used)."))
         return code
+
+
+class PasswordChangeForm(auth_forms.PasswordChangeForm):
+    """Django's, without its autofocus: autofocus belongs where the form is the page's whole purpose
+    (logging in and its second step); this one sits below the profile on Settings, and focusing it
+    scrolled a phone half a page down."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["old_password"].widget.attrs.pop("autofocus", None)

@@ -6,7 +6,6 @@ from django.contrib import messages
 from django.contrib.auth import login, logout, update_session_auth_hash
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import PasswordChangeForm
 from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import translation
@@ -19,7 +18,17 @@ from django_ratelimit.decorators import ratelimit
 from aura.notices import redirect_with_notice
 
 from . import security, services
-from .forms import CodeForm, LoginForm, PasswordAndCodeForm, ProfileForm, ResetForm, SetupCodeForm, SignupForm, ThemeForm
+from .forms import (
+    CodeForm,
+    LoginForm,
+    PasswordAndCodeForm,
+    PasswordChangeForm,
+    ProfileForm,
+    ResetForm,
+    SetupCodeForm,
+    SignupForm,
+    ThemeForm,
+)
 from .models import User, UserSession
 
 

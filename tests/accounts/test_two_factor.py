@@ -183,3 +183,15 @@ def test_a_code_typed_in_another_scripts_digits_is_read_as_its_number(client, al
     full_width = pyotp.TOTP(secret).now().translate(str.maketrans("0123456789", "０１２３４５６７８９"))
     response = client.post("/login/2fa/", {"code": full_width})
     assert response.status_code == 302 and client.get("/dashboard/").status_code == 200
+
+
+def test_turning_it_on_leaves_the_qr_code_in_view(alice_client):
+    page = alice_client.get("/settings/2fa/").content.decode()
+    assert "<svg" in page and "autofocus" not in page  # a focused field below it scrolled a phone past the QR code
+
+
+def test_the_login_steps_focus_their_field(client, alice):
+    enable_for(alice)
+    assert re.search(r'<input[^>]*name="username"[^>]*autofocus', client.get("/login/").content.decode())
+    login(client)
+    assert re.search(r'<input[^>]*name="code"[^>]*autofocus', client.get("/login/2fa/").content.decode())
