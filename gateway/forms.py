@@ -1,6 +1,7 @@
 import re
 
 from django import forms
+from django.utils.formats import number_format
 from django.utils.translation import gettext_lazy as _
 
 from . import catalog, routing
@@ -105,10 +106,10 @@ class KeySettingsForm(forms.Form):
         if plan is not None:
             self.fields["rpm_limit"].help_text = _(
                 "A lower limit for this key alone. Empty: your plan's %(limit)s requests a minute for the whole account."
-            ) % {"limit": f"{plan.requests_per_minute:,}"}
+            ) % {"limit": number_format(plan.requests_per_minute, force_grouping=True)}
             self.fields["tpm_limit"].help_text = _(
                 "A lower limit for this key alone, prompt and completion tokens together. Empty: your plan's %(limit)s."
-            ) % {"limit": f"{plan.tokens_per_minute:,}"}
+            ) % {"limit": number_format(plan.tokens_per_minute, force_grouping=True)}
         chat_models = sorted(m.id for m in catalog.load().models.values() if m.supports("chat"))
         self.fields["reference_model"].choices = [(m, m) for m in chat_models]
 

@@ -10,7 +10,17 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from .aggregate import COUNT_FIELDS, MONEY_FIELDS, Totals, day_ceil, day_floor, hour_floor, raw_rows
-from .models import LATENCY_BOUNDS_MS, Alert, AlertSettings, DailyRollup, HourlyRollup, KeyBudget, RollupWatermark, UsageRecord
+from .models import (
+    LATENCY_BOUNDS_MS,
+    Alert,
+    AlertSettings,
+    DailyRollup,
+    HourlyRollup,
+    KeyBudget,
+    RollupWatermark,
+    UsageRecord,
+    failed_calls,
+)
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -255,7 +265,7 @@ def usage_log(user_id: int, *, api_key_id=None, model=None, provider=None, statu
     if status == "ok":
         records = records.filter(status__lt=400)
     elif status == "error":
-        records = records.filter(status__gte=400)
+        records = records.filter(failed_calls())  # as the dashboard counts them: a client that left is not a failure
     if start:
         records = records.filter(created__gte=start)
     if end:

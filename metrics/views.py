@@ -7,10 +7,12 @@ from decimal import Decimal
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
+from django.db.models import BooleanField, ExpressionWrapper
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from aura.spreadsheets import text_cell
 from gateway.models import ApiKey
@@ -18,8 +20,55 @@ from gateway.models import ApiKey
 from . import charts, selectors, services
 from .aggregate import Totals
 from .forms import AlertSettingsForm, ChartFilterForm, UsageLogForm
+from .models import failed_calls
 
 PAGE_SIZE = 50
+
+# The codes a usage record keeps, named for people; the CSV export keeps the codes, and a code not
+# listed here is shown as it is.
+CACHE_LABELS = {
+    "hit": pgettext_lazy("response cache", "Hit"),
+    "miss": pgettext_lazy("response cache", "Miss"),
+    "bypass": pgettext_lazy("response cache", "Not used"),
+}
+ROUTE_LABELS = {
+    "explicit": gettext_lazy("Model as asked"),
+    "auto:cheapest-capable": gettext_lazy("Auto: cheapest capable"),
+    "auto:balanced": gettext_lazy("Auto: balanced"),
+    "auto:quality": gettext_lazy("Auto: quality"),
+    "fallback": gettext_lazy("Fallback"),
+    "fallback:cooldown": gettext_lazy("Fallback: provider cooling down"),
+    "fallback:429": gettext_lazy("Fallback: provider rate limit"),
+    "fallback:timeout": gettext_lazy("Fallback: provider timed out"),
+    "fallback:5xx": gettext_lazy("Fallback: provider error"),
+    "fallback:unreachable": gettext_lazy("Fallback: provider unreachable"),
+    "fallback:error": gettext_lazy("Fallback: provider error"),
+}
+ERROR_LABELS = {
+    "client_disconnected": gettext_lazy("Client left before the answer ended"),
+    "stream_aborted": gettext_lazy("Stream ended early"),
+    "stream_incomplete": gettext_lazy("Provider's stream cut short"),
+    "stream_error": gettext_lazy("Stream failed"),
+    "stream_unreadable": gettext_lazy("Provider's stream unreadable"),
+    "server_stopping": gettext_lazy("AURA was restarting"),
+    "upstream_rejected": gettext_lazy("Provider refused the call"),
+    "upstream_timeout": gettext_lazy("Provider timed out"),
+    "upstream_unreachable": gettext_lazy("Provider unreachable"),
+    "upstream_invalid": gettext_lazy("Provider's answer unreadable"),
+    "upstream_error": gettext_lazy("Provider error"),
+    "provider_key_rejected": gettext_lazy("Provider key rejected"),
+    "insufficient_quota": gettext_lazy("Provider quota used up"),
+    "rate_limit_exceeded": gettext_lazy("Rate limit reached"),
+    "concurrency_limit_exceeded": gettext_lazy("Too many calls at once"),
+    "context_length_exceeded": gettext_lazy("Prompt too long for the model"),
+    "model_not_allowed": gettext_lazy("Model not allowed for the key"),
+    "invalid_api_key": gettext_lazy("Invalid AURA key"),
+    "invalid_request_error": gettext_lazy("Invalid request"),
+    "invalid_value": gettext_lazy("Invalid request"),
+    "missing_required_parameter": gettext_lazy("Invalid request"),
+    "string_above_max_length": gettext_lazy("Invalid request"),
+    "internal_error": gettext_lazy("AURA internal error"),
+}
 
 
 def _get_api_key_for_user(request, pk) -> ApiKey:
@@ -27,18 +76,20 @@ def _get_api_key_for_user(request, pk) -> ApiKey:
 
 
 def _filter_form(request, form_class):
-    """The filter form bound to the query string, and the HTTP status its input deserves.
+    """The filter form bound to the query string, the filters it reads, and the HTTP status its input deserves.
 
-    Garbage is a 400 (the page still renders, with the default view and the error shown);
-    a key id of another account is a 404.
+    Garbage is a 400: the page shows the form as sent, each error at its field, over the default
+    view (no filters). A key id of another account is a 404.
     """
     models, providers = selectors.dimension_choices(request.user.pk)
     form = form_class(request.GET or None, keys=request.user.api_keys.all(), models=models, providers=providers)
-    if form.is_bound and not form.is_valid():
-        return form_class(None, keys=request.user.api_keys.all(), models=models, providers=providers), form, 400
-    if form.is_bound and form.cleaned_data.get("key"):
+    if not form.is_bound:
+        return form, {}, 200
+    if not form.is_valid():
+        return form, {}, 400
+    if form.cleaned_data.get("key"):
         _get_api_key_for_user(request, form.cleaned_data["key"])
-    return form, None, 200
+    return form, form.cleaned_data, 200
 
 
 def _month_banners(request, month: Totals | None = None) -> list[dict]:
@@ -78,18 +129,17 @@ def dashboard(request):
 
 @login_required
 def usage_charts(request):
-    form, invalid, status = _filter_form(request, ChartFilterForm)
-    data = form.cleaned_data if form.is_bound else {"range": selectors.DEFAULT_RANGE}
-    period = selectors.period_for(data["range"], timezone.now(), data.get("from"), data.get("to"))
+    form, data, status = _filter_form(request, ChartFilterForm)
+    range_name = data.get("range") or selectors.DEFAULT_RANGE
+    period = selectors.period_for(range_name, timezone.now(), data.get("from"), data.get("to"))
     filters = form.filters()
     result = selectors.compare(request.user.pk, period, filters)
     by_model = selectors.per_dimension(request.user.pk, period, "model_used", filters)
     chart_list = charts.charts(period, result.buckets, result.current, by_model)
     context = {
         "form": form,
-        "invalid": invalid,
         "period": period,
-        "range_name": data["range"],
+        "range_name": range_name,
         "cards": charts.cards(result.current, result.previous),
         "charts": chart_list,
         "chart_data": charts.data_island(chart_list),
@@ -99,8 +149,7 @@ def usage_charts(request):
 
 
 def _log_records(request):
-    form, invalid, status = _filter_form(request, UsageLogForm)
-    data = form.cleaned_data if form.is_bound else {}
+    form, data, status = _filter_form(request, UsageLogForm)
     start = datetime.combine(data["from"], time(0), tzinfo=UTC) if data.get("from") else None
     end = datetime.combine(data["to"], time(0), tzinfo=UTC) + timedelta(days=1) if data.get("to") else None
     records = selectors.usage_log(
@@ -112,18 +161,22 @@ def _log_records(request):
         start=start,
         end=end,
     )
-    return form, invalid, status, records
+    return form, status, records
 
 
 @login_required
 def usage_log(request):
-    form, invalid, status, records = _log_records(request)
+    form, status, records = _log_records(request)
+    records = records.annotate(failed=ExpressionWrapper(failed_calls(), output_field=BooleanField()))
     page = Paginator(records, PAGE_SIZE).get_page(request.GET.get("page"))
+    for record in page:
+        record.cache_label = CACHE_LABELS.get(record.cache_status, record.cache_status)
+        record.route_label = ROUTE_LABELS.get(record.route_reason, record.route_reason)
+        record.error_label = ERROR_LABELS.get(record.error_class, record.error_class)
     query = request.GET.copy()
     query.pop("page", None)
     context = {
         "form": form,
-        "invalid": invalid,
         "page": page,
         "query": query.urlencode() if status == 200 else "",
         "banners": _month_banners(request),
@@ -181,9 +234,9 @@ def _csv_rows(records):
 
 @login_required
 def usage_export(request):
-    form, invalid, status, records = _log_records(request)
-    if invalid is not None:
-        return render(request, "metrics/usage.html", {"form": form, "invalid": invalid, "page": None}, status=status)
+    form, status, records = _log_records(request)
+    if status != 200:
+        return render(request, "metrics/usage.html", {"form": form, "page": None}, status=status)
     response = StreamingHttpResponse(_csv_rows(records), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="aura-usage-{timezone.now():%Y%m%d-%H%M}.csv"'
     response["Cache-Control"] = "no-store"

@@ -1,3 +1,5 @@
+import re
+
 from django.core import mail
 
 from tests.conftest import PASSWORD
@@ -38,3 +40,14 @@ def test_a_wrong_old_password_is_a_form_error(alice_client, alice):
     assert "Your old password was entered incorrectly." in response.content.decode()
     alice.refresh_from_db()
     assert alice.check_password(PASSWORD)
+
+
+def test_the_settings_page_focuses_no_field(alice_client):
+    page = alice_client.get("/settings/").content.decode()
+    assert 'name="old_password"' in page and "autofocus" not in page  # focusing it scrolled a phone half a page down
+
+
+def test_the_sessions_last_seen_says_it_is_utc(client, alice):
+    client.post("/login/", {"username": "alice@example.org", "password": PASSWORD})
+    page = client.get("/settings/").content.decode()
+    assert re.search(r'last seen <time datetime="\d{4}-\d\d-\d\dT[\d:.]+\+00:00">\d{4}-\d\d-\d\d \d\d:\d\d UTC</time>', page)

@@ -230,3 +230,27 @@ def test_the_key_limit_is_explained_in_the_accounts_language(client, bob):
         "Отзовите ненужный ключ или смените тариф на странице оплаты."
     ]
     assert ApiKey.objects.filter(user=bob).count() == 3
+
+
+def test_the_plans_limits_are_written_as_the_accounts_language_writes_numbers(client, alice, bob):
+    for user, limit in ((alice, "200,000"), (bob, "200\xa0000")):
+        key, _secret = services.api_key_issue(user=user, name="k")
+        client.force_login(user)
+        page = client.get(f"/keys/{key.pk}/").content.decode()
+        assert f"{limit}.</p>" in page and page.count(limit) == 1
+
+
+def test_the_keys_times_say_they_are_utc(alice_client, alice):
+    key, _secret = services.api_key_issue(user=alice, name="k")
+    page = alice_client.get("/keys/").content.decode()
+    assert ">Created (UTC)</th>" in page and ">Last used (UTC)</th>" in page
+    assert f'<time datetime="{key.created.isoformat()}">{key.created:%Y-%m-%d %H:%M}</time>' in page
+
+
+def test_the_key_limit_links_to_the_billing_page(alice_client):
+    for name in ("one", "two", "three", "four"):
+        response = alice_client.post("/keys/", {"name": name, "once": str(uuid.uuid4())})
+    assert re.search(
+        r'class="form-errors" role="alert"><p>The Free plan allows 3 .*<a href="/billing/">Change plan on the billing page</a>',
+        response.content.decode(),
+    )

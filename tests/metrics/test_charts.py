@@ -1,5 +1,6 @@
 """The charts page: ranges, filters, series, and what bad query parameters get."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -133,3 +134,14 @@ def test_the_page_speaks_the_users_language(client, seeded, alice):
     client.force_login(alice)
     response = client.get("/dashboard/charts/", HTTP_ACCEPT_LANGUAGE="en")  # the account's language wins
     assert response.status_code == 200 and '<html lang="ru"' in response.content.decode()
+
+
+def test_a_bad_range_keeps_what_was_typed_and_marks_the_field(alice_client, seeded):
+    start, end = hour_now().date(), hour_now().date() - timedelta(days=19)
+    response = alice_client.get(f"/dashboard/charts/?range=custom&from={start}&to={end}")
+    assert response.status_code == 400 and response.context["range_name"] == "30d"  # the default view underneath
+    page = response.content.decode()
+    assert '<option value="custom" selected>' in page
+    assert f'value="{start}"' in page
+    assert re.search(rf'<input[^>]*name="to"[^>]*value="{end}"[^>]*aria-invalid="true"[^>]*aria-describedby="id_to_error"', page)
+    assert re.search(r'id="id_to_error"><p class="field-error">The end date is before the start date.</p>', page)

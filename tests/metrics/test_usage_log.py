@@ -1,5 +1,6 @@
 """The request log: every call of the last 14 days, filterable, 50 to a page, never content."""
 
+import re
 from datetime import timedelta
 
 from .conftest import hour_now, record
@@ -67,3 +68,50 @@ def test_only_the_accounts_own_calls_are_listed(alice_client, alice, bob):
 def test_another_accounts_key_is_a_404(alice_client, bob_api_key):
     assert alice_client.get(f"/usage/?key={bob_api_key.pk}").status_code == 404
     assert alice_client.get(f"/usage/export.csv?key={bob_api_key.pk}").status_code == 404
+
+
+def test_a_bad_filter_keeps_what_was_typed_and_marks_the_field(alice_client, alice):
+    record(alice)
+    start, end = hour_now().date(), hour_now().date() - timedelta(days=19)
+    response = alice_client.get(f"/usage/?from={start}&to={end}&status=error")
+    assert response.status_code == 400 and response.context["page"].paginator.count == 1  # the default view underneath
+    page = response.content.decode()
+    assert '<option value="error" selected>' in page and f'value="{start}"' in page
+    assert re.search(rf'<input[^>]*name="to"[^>]*value="{end}"[^>]*aria-invalid="true"[^>]*aria-describedby="id_to_error"', page)
+    assert re.search(r'id="id_to_error"><p class="field-error">The end date is before the start date.</p>', page)
+
+
+def test_codes_are_named_in_the_accounts_language_with_the_code_in_a_title(client, alice, bob):
+    for user in (alice, bob):
+        record(user, cache_status="hit", route_reason="auto:cheapest-capable")
+        record(user, status=502, error_class="upstream_rejected", cache_status="bypass", route_reason="fallback:429")
+    client.force_login(alice)
+    page = client.get("/usage/").content.decode()
+    for code, label in (
+        ("hit", "Hit"),
+        ("bypass", "Not used"),
+        ("auto:cheapest-capable", "Auto: cheapest capable"),
+        ("fallback:429", "Fallback: provider rate limit"),
+        ("upstream_rejected", "502 Provider refused the call"),
+    ):
+        assert re.search(rf'title="{code}">{label}<', page), code
+    client.force_login(bob)
+    page = client.get("/usage/").content.decode()
+    for label in (
+        "Попадание",
+        "Не использовался",
+        "Авто: самая дешёвая подходящая",
+        "Резервная: лимит провайдера",
+        "502 Провайдер отклонил вызов",
+    ):
+        assert f">{label}<" in page, label
+
+
+def test_a_client_that_left_is_not_a_failed_call(alice_client, alice):
+    record(alice, status=499, error_class="client_disconnected")
+    record(alice, status=502, error_class="upstream_rejected")
+    assert alice_client.get("/usage/?status=error").context["page"].paginator.count == 1
+    page = alice_client.get("/usage/").content.decode()
+    assert re.search(r'<span class="badge" title="client_disconnected">499 ', page)  # neutral, not red
+    assert re.search(r'<span class="badge bad" title="upstream_rejected">502 ', page)
+    assert alice_client.get("/usage/").context["page"].paginator.count == 2
