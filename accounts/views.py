@@ -188,9 +188,13 @@ def set_language(request):
         return HttpResponseBadRequest(_("Unknown language."))
     # Checked as it will be sent: re-assembling the address drops a tab or newline the check saw
     # ("/\t//evil.example" became "//evil.example", another site).
-    target = _with_query(request.POST.get("next", "/"), lang=None if request.user.is_authenticated else language)
+    lang = None if request.user.is_authenticated else language
+    try:
+        target = _with_query(request.POST.get("next", "/"), lang=lang)
+    except ValueError:  # not an address urlsplit can read ("http://[::1")
+        target = ""
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        target = _with_query("/", lang=None if request.user.is_authenticated else language)
+        target = _with_query("/", lang=lang)
     if request.user.is_authenticated and request.user.language != language:
         request.user.language = language
         request.user.save(update_fields=["language", "updated"])

@@ -111,3 +111,7 @@ def test_saving_the_profile_in_another_language_confirms_it_in_that_language(cli
     fields = {"display_name": bob.display_name, "email": bob.email, "language": "en"}
     page = client.post("/settings/", fields, follow=True).content.decode()
     assert '<html lang="en"' in page and "Your profile is saved." in page and "Профиль сохранён" not in page
+
+
+def test_a_next_that_is_no_address_at_all_goes_home(client, db):
+    assert client.post("/language/", {"language": "ru", "next": "http://[::1"}).url == "/?lang=ru"
