@@ -12,8 +12,9 @@ _SECRET_PATTERNS = [
 ]
 REDACTED = "[redacted]"
 # The one-time tokens of emailed links, in the paths an access log writes: whoever reads the log
-# while one is valid could reset the password, confirm an address or cancel a deletion.
-_LINK_TOKEN = re.compile(r"(/(?:verify|account/restore|reset/[A-Za-z0-9_-]+)/)(?!set-password/)[^/\s?\"']{8,}")
+# while one is valid could reset the password, confirm an address or cancel a deletion (and an
+# alert recipient's token carries the address it names: signed, not encrypted).
+_LINK_TOKEN = re.compile(r"(/(?:verify|account/restore|alerts/recipient|reset/[A-Za-z0-9_-]+)/)(?!set-password/)[^/\s?\"']{8,}")
 
 
 def redact(text: str) -> str:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
+from django.core.cache import cache
 from django.db import connection, models, transaction
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -292,17 +293,25 @@ RECIPIENT_SALT = "aura.metrics.alert-recipient"
 RECIPIENT_LINK_DAYS = 7
 
 
+RECIPIENT_ASKS_PER_DAY = 20  # per account: AURA's mail is not a way to write to any address at will
+
+
 def recipient_confirmation_send(*, user, address: str) -> None:
     """Ask ``address`` whether it wants this account's alerts, with a link that says yes."""
+    asked = f"alerts:asked:{user.pk}:{timezone.now():%Y-%m-%d}"
+    cache.add(asked, 0, 86400)
+    if cache.incr(asked) > RECIPIENT_ASKS_PER_DAY:
+        log.warning("account %s asked more than %s alert recipients today: not asked", user.pk, RECIPIENT_ASKS_PER_DAY)
+        return
     token = signing.dumps({"u": user.pk, "a": address.lower()}, salt=RECIPIENT_SALT)
     link = settings.SITE_URL + reverse("alert_recipient_confirm", args=[token])
     context = {"user": user, "account": user.email, "address": address, "link": link, "days": RECIPIENT_LINK_DAYS}
     send_email("alert-recipient-confirm", to=address, context=context, language=user.language)
 
 
-def recipient_confirm(*, token: str) -> tuple[AlertSettings, str] | None:
-    """The account and address a confirmation link names, the address now confirmed; None for a link
-    that is not valid, has expired, or names an address the account no longer lists."""
+def recipient_named(*, token: str) -> tuple[AlertSettings, str] | None:
+    """The account and address a confirmation link names; None for a link that is not valid, has
+    expired, or names an address the account no longer lists."""
     try:
         data = signing.loads(token, salt=RECIPIENT_SALT, max_age=RECIPIENT_LINK_DAYS * 86400)
     except signing.BadSignature:
@@ -311,9 +320,21 @@ def recipient_confirm(*, token: str) -> tuple[AlertSettings, str] | None:
     address = str(data.get("a", ""))
     if prefs is None or address not in {listed.lower() for listed in prefs.listed_recipients()}:
         return None
-    if address not in prefs.confirmed_recipients:
-        prefs.confirmed_recipients = [*prefs.confirmed_recipients, address]
-        prefs.save(update_fields=["confirmed_recipients", "updated"])
+    return prefs, address
+
+
+def recipient_confirm(*, token: str) -> tuple[AlertSettings, str] | None:
+    """``recipient_named``, the address now confirmed (under a row lock: two confirmations, or one and
+    a save of the settings, do not undo each other)."""
+    with transaction.atomic():
+        named = recipient_named(token=token)
+        if named is None:
+            return None
+        prefs = AlertSettings.objects.select_for_update().select_related("user").get(pk=named[0].pk)
+        address = named[1]
+        if address not in prefs.confirmed_recipients:
+            prefs.confirmed_recipients = [*prefs.confirmed_recipients, address]
+            prefs.save(update_fields=["confirmed_recipients", "updated"])
     return prefs, address
 
 

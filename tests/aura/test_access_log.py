@@ -40,11 +40,12 @@ def test_the_one_time_tokens_of_emailed_links_are_not_written(transactional_db, 
         "/verify/{}/": "eyJ1IjoxLCJlIjoiYUBiLmMifQ:1vPqRs:Zm9vYmFyYmF6cXV4",
         "/reset/Mg/{}/": "cb2f3k-0123456789abcdef0123456789abcdef",
         "/account/restore/{}/": "eyJ1IjoxLCJhdCI6IjIwMjYtMTEtMjkifQ:1vPqRs:cmVzdG9yZXRva2Vu",
+        "/alerts/recipient/{}/": "eyJ1IjoxLCJhIjoib3BzQGV4YW1wbGUub3JnIn0:1vPqRs:YWxlcnRzdG9rZW4",
     }
     with web_server(*args) as url:
         for path, token in tokens.items():
             requests.get(url + path.format(token), timeout=20, allow_redirects=False)
         time.sleep(0.5)
     lines = log.read_text().splitlines()
-    assert sum('/[redacted]/ HTTP/1.1"' in line for line in lines) == 3
+    assert sum('/[redacted]/ HTTP/1.1"' in line for line in lines) == 4
     assert not any(token in line for token in tokens.values() for line in lines)

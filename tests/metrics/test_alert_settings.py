@@ -84,7 +84,11 @@ def test_another_address_gets_alerts_only_once_its_owner_confirms(alice_client, 
     page = alice_client.get("/settings/alerts/").content.decode()
     assert "Waiting for confirmation: Ops@example.org, cfo@example.org" in page
     link = re.search(r"http://[^/]+(/alerts/recipient/\S+/)", asked["Ops@example.org"].body).group(1)
-    confirmed = Client().get(link)  # the recipient needs no account
+    recipient = Client()  # the recipient needs no account
+    opened = recipient.get(link)  # a mail scanner opening the link confirms nothing
+    assert opened.status_code == 200 and "would like to send its usage alerts to ops@example.org" in opened.content.decode()
+    assert AlertSettings.objects.get(user=alice).recipient_list() == ["alice@example.org"]
+    confirmed = recipient.post(link)
     assert (
         confirmed.status_code == 200
         and "ops@example.org now receives the usage alerts of the AURA account alice@example.org" in confirmed.content.decode()
@@ -95,6 +99,18 @@ def test_another_address_gets_alerts_only_once_its_owner_confirms(alice_client, 
     assert len(mail.outbox) == 2  # saved again: nobody asked twice
     with django_capture_on_commit_callbacks(execute=True):
         alice_client.post("/settings/alerts/", {**VALID, "recipients": "cfo@example.org"})
-    assert Client().get(link).status_code == 400  # taken off the list: its link no longer adds it
+    assert Client().post(link).status_code == 400  # taken off the list: its link no longer adds it
     assert AlertSettings.objects.get(user=alice).recipient_list() == ["alice@example.org"]
     assert Client().get("/alerts/recipient/not-a-token/").status_code == 400
+
+
+def test_an_account_asks_at_most_twenty_addresses_a_day(alice_client, alice, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from metrics.services import RECIPIENT_ASKS_PER_DAY
+
+    for batch in range(3):  # listed, taken off, another ten listed: each new address is asked
+        addresses = ", ".join(f"r{batch}-{n}@example.org" for n in range(10))
+        with django_capture_on_commit_callbacks(execute=True):
+            alice_client.post("/settings/alerts/", {**VALID, "recipients": addresses})
+    assert len(mail.outbox) == RECIPIENT_ASKS_PER_DAY == 20
