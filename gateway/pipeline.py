@@ -569,9 +569,7 @@ def lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | Non
         return models[name]
     prefix, slash, rest = name.partition("/")
     if slash and rest:
-        if prefix in PROVIDERS:
-            provider = prefix
-        else:
+        if prefix not in PROVIDERS:
             labelled = {k.provider for k in vault.keys if k.label == prefix} if vault else set()
             if not labelled:
                 return None
@@ -580,11 +578,11 @@ def lookup(name: str, vault: services.SealedVault | None) -> catalog.Model | Non
                 return listed
             if "custom" in labelled:  # named as asked: each server's models are its own (usage, cache, headers)
                 return catalog.unlisted("custom", rest, name=name)
-            provider = min(labelled)
+            return catalog.unlisted(min(labelled), rest)
         listed = models.get(rest)
-        if listed and listed.provider == provider:
+        if listed and listed.provider == prefix:
             return listed
-        return catalog.unlisted(provider, rest)
+        return catalog.unlisted(prefix, rest)
     return None
 
 
@@ -1053,7 +1051,7 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
                     routing.record_outcome(candidate.key, ok=False, analytics=ctx.caller.analytics)
                     breakers[routing.host(candidate.key)] += 1  # a later success on this route clears the streak
                 last_error = error
-                more = index + 1 < len(usable)
+                more = any(breakers[routing.host(r.key)] < routing.BREAKER_THRESHOLD for r in usable[index + 1 :])  # (as tried below)
                 pause = _retry_pause(error) if not more and attempt == 0 else None
                 if not more and pause is None:
                     raise
@@ -1227,13 +1225,16 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
     relaying = gevent.getcurrent()
     _streaming.add(relaying)
     try:
-        for item in adapter.stream_chunks(lines, call, state):
-            if assembler:
-                assembler.add(item)
-            if may_hold and response.rest_buffered():
-                held.append(sse(item))
-            else:
-                yield sse(item)
+        try:
+            for item in adapter.stream_chunks(lines, call, state):
+                if assembler:
+                    assembler.add(item)
+                if may_hold and response.rest_buffered():
+                    held.append(sse(item))
+                else:
+                    yield sse(item)
+        finally:  # relayed, or not: a stop from now on must not cut its settling or its last events
+            _streaming.discard(relaying)
         if state.finished:
             settle(200)
             if assembler and state.usage.reported:
@@ -1260,7 +1261,6 @@ def stream_events(ctx: Context, response: upstream.Response, call: Call, adapter
         settle(502, "stream_unreadable")
         yield last(failure(f"{name} sent a stream AURA could not read.", "upstream_invalid"))
     finally:
-        _streaming.discard(relaying)
         if not accounted:  # ended some other way: still one record
             settle(499, "stream_aborted")
         response.close()

@@ -33,7 +33,7 @@ AUTO_NAMES = {"auto", "aura/auto"}
 BREAKER_THRESHOLD = 5  # consecutive failures that open the breaker
 BREAKER_WINDOW = 60  # seconds a failure streak is remembered
 BREAKER_COOLDOWN = 30  # seconds a provider sits out
-MAX_FALLBACKS = 5  # per AURA key: one call makes at most 2 × (1 + 5) upstream attempts
+MAX_FALLBACKS = 5  # per AURA key: one call makes at most 1 + 5 upstream attempts, and a retry of the last
 STICKY_SECONDS = 3600
 
 # A prompt's difficulty: one point each for code, mathematics and asks for reasoning, as these three

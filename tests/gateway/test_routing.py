@@ -268,4 +268,18 @@ def test_a_call_stops_trying_a_host_that_keeps_failing(call, upstream, key):
         upstream.fail_next(500)
     assert call({"model": "gpt-4o-mini"}).status_code == 502
     chat_calls = [r for r in upstream.requests if r["path"] == "/v1/chat/completions"]
-    assert len(chat_calls) == routing.BREAKER_THRESHOLD  # not 2 × 6
+    assert len(chat_calls) == routing.BREAKER_THRESHOLD + 1  # not 2 × 6: the last route tried gets its one retry
+
+
+def test_fallbacks_skipped_for_their_host_leave_the_last_try_its_retry_and_one_record_per_call(call, upstream, key):
+    from aura import cache
+
+    services.api_key_configure(key=key, fallback_models=["openai/fb-0", "openai/fb-1"])
+    openai_host = routing.host(routing._keyed(services.sealed_vault(key.user_id), "openai"))
+    cache.set(f"gw:cb:fails:{openai_host}", routing.BREAKER_THRESHOLD - 1, 60)
+    upstream.fail_next(500)  # the fifth failure in a row: the fallbacks, on the same host, are skipped
+    response = call({"model": "gpt-4o-mini"})
+    assert response.status_code == 200  # the one route left got its retry
+    chat_calls = [r for r in upstream.requests if r["path"] == "/v1/chat/completions"]
+    assert len(chat_calls) == 2 == UsageRecord.objects.count()
+    assert sorted(UsageRecord.objects.values_list("status", flat=True)) == [200, 502]
