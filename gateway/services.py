@@ -1,7 +1,6 @@
 """Gateway workflows: AURA keys and the provider key vault."""
 
 import hashlib
-import ipaddress
 import logging
 import secrets
 import socket
@@ -261,9 +260,10 @@ def check_base_url(base_url: str) -> None:
         addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
     except OSError:
         raise ProviderKeyError(_("The base URL's host does not resolve."), "base_url") from None
+    from .upstream import is_public
+
     for address in addresses:
-        ip = ipaddress.ip_address(address.split("%")[0])
-        if not ip.is_global:
+        if not is_public(address):
             raise ProviderKeyError(_("The base URL points to a private or local address, which this AURA does not call."), "base_url")
     if parts.scheme != "https":  # the privacy policy: keys travel only over TLS
         raise ProviderKeyError(_("The base URL must start with https://: AURA sends your key to it only over TLS."), "base_url")

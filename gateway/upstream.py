@@ -271,12 +271,28 @@ def idle_connections() -> int:
         return sum(len(conns) for conns in _idle.values())
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public(address: str) -> bool:
+    """A global address, and for an IPv6 one that carries an IPv4 address (mapped, 6to4, NAT64's
+    64:ff9b::/96, which is_global passes), that IPv4 address global too."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if not ip.is_global:
+        return False
+    if ip.version == 6:
+        low = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        embedded = ip.ipv4_mapped or ip.sixtofour or (low if ip in _NAT64 or int(ip) >> 32 == 0 else None)  # (::a.b.c.d too)
+        return embedded is None or embedded.is_global
+    return True
+
+
 def _public_addresses(host: str, port: int) -> list[str]:
     """The host's addresses, each checked as the base URL was when its key was saved: a name can
     resolve elsewhere later (DNS rebinding), so the check that counts is the one at connect time,
     and the connection is made to an address it passed."""
     addresses = list(dict.fromkeys(info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)))
-    if not all(ipaddress.ip_address(address.split("%")[0]).is_global for address in addresses):
+    if not all(is_public(address) for address in addresses):
         raise PrivateAddress()
     return addresses
 

@@ -59,6 +59,9 @@ def test_private_addresses_are_refused_when_not_allowed(alice_client, upstream, 
     settings.AURA_UPSTREAM_ALLOW_PRIVATE = False
     body = add(alice_client, upstream, base_url="http://169.254.169.254/v1").content.decode()
     assert "private or local address" in body
+    # IPv6 addresses that carry a private IPv4 one: NAT64 (is_global passes it), mapped, compatible, 6to4.
+    for carried in ("64:ff9b::a9fe:a9fe", "::ffff:127.0.0.1", "::10.0.0.1", "2002:7f00:1::1"):
+        assert "private or local address" in add(alice_client, upstream, base_url=f"https://[{carried}]/v1").content.decode()
     assert not ProviderKey.objects.exists()
 
 
