@@ -151,9 +151,16 @@ def _subscription_event(event: WebhookEvent, data: dict) -> None:
         log.info("Paddle event %s is about subscription %s, not the account's current one: kept as it is", event.event_id, data["id"])
         return
     if other is not None and other.status in PAYING and other.paddle_customer_id != data.get("customer_id"):
-        # Someone else's subscription, however it came to name this account, must not end the one the
-        # account pays for while Paddle goes on charging it.
-        raise EventError(f"subscription {data['id'][:40]} is another Paddle customer's: the account's paying subscription stands")
+        # The owner checked out again as another Paddle customer (another email, two tabs): the account
+        # names it by its page's signature (_user_for), so the new one applies. The one it replaces
+        # is still charged by Paddle until someone cancels it: said where the operator looks.
+        log.warning(
+            "Paddle subscription %s (customer %s) replaces the account's paying %s (customer %s), which Paddle still bills",
+            data["id"][:40],
+            str(data.get("customer_id"))[:40],
+            other.paddle_subscription_id,
+            other.paddle_customer_id,
+        )
     previous_plan = subscription.plan if subscription else FREE.code
     previous_status = subscription.status if subscription else None
     previous_change = (subscription.scheduled_change if subscription else None) or {}
