@@ -49,12 +49,9 @@ def demo_env(tmp_path):
     return {}
 
 
-@pytest.fixture
-def demo(tmp_path, demo_env):
+def start_run(tmp_path, demo_env: dict) -> tuple[subprocess.Popen, int, int, Path]:
     """bin/run in a session of its own, as from a terminal, with only what a fresh shell has."""
     port, mock_port, log = free_port(), free_port(), tmp_path / "run.log"
-    if "REDIS_URL" in demo_env:  # a Redis database of the demo's own, empty as on a new machine
-        redis.Redis.from_url(demo_env["REDIS_URL"]).flushdb()
     env = {**fresh_shell(tmp_path, demo_env), "AURA_PORT": str(port), "AURA_MOCK_PORT": str(mock_port)}
     with log.open("w") as sink:
         script = subprocess.Popen(
@@ -66,6 +63,15 @@ def demo(tmp_path, demo_env):
             start_new_session=True,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's, not pytest's
         )
+    return script, port, mock_port, log
+
+
+@pytest.fixture
+def demo(tmp_path, demo_env):
+    """bin/run, once it serves and has printed the demo key."""
+    if "REDIS_URL" in demo_env:  # a Redis database of the demo's own, empty as on a new machine
+        redis.Redis.from_url(demo_env["REDIS_URL"]).flushdb()
+    script, port, mock_port, log = start_run(tmp_path, demo_env)
     try:
         deadline = time.monotonic() + 120
         while not (listening(port) and "AURA key:" in log.read_text()) and time.monotonic() < deadline:
@@ -124,18 +130,7 @@ def test_the_demo_answers_through_the_openai_sdk_and_stops_cleanly_on_ctrl_c(dem
 
 
 def test_ctrl_c_while_it_sets_up_stops_it_without_a_traceback(tmp_path):
-    port, mock_port, log = free_port(), free_port(), tmp_path / "run.log"
-    env = {**fresh_shell(tmp_path, {}), "AURA_PORT": str(port), "AURA_MOCK_PORT": str(mock_port)}
-    with log.open("w") as sink:
-        script = subprocess.Popen(
-            [str(ROOT / "bin" / "run")],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )
+    script, _port, _mock_port, log = start_run(tmp_path, {})
     time.sleep(1.5)  # migrating a new database
     os.killpg(script.pid, signal.SIGINT)
     assert script.wait(timeout=60) in (0, 130)
