@@ -20,12 +20,16 @@ def stream_deadline(graceful_timeout: float) -> float:
     return max(graceful_timeout - SETTLE_SECONDS, graceful_timeout / 2)
 
 
+def _end_streams() -> None:
+    from gateway.pipeline import end_streams  # (the app's code: loaded by the worker, not by this class's module)
+
+    end_streams()
+
+
 class GeventWorker(_GeventWorker):
     _ending = None
 
     def handle_exit(self, sig, frame):
         super().handle_exit(sig, frame)
-        if self._ending is None:
-            from gateway.pipeline import end_streams
-
-            self._ending = gevent.spawn_later(stream_deadline(self.cfg.graceful_timeout), end_streams)
+        if self._ending is None:  # (a second SIGTERM changes nothing)
+            self._ending = gevent.spawn_later(stream_deadline(self.cfg.graceful_timeout), _end_streams)

@@ -1033,9 +1033,14 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
     usable = [r for r in routes if breakers[routing.host(r.key)] >= 0] or routes[:1]
     if usable[0] is not routes[0]:
         ctx.route_reason = "fallback:cooldown"
+
+    def tripped(route: Route) -> bool:
+        """Its host failed that often, during this call included: a fallback on it is not tried."""
+        return breakers[routing.host(route.key)] >= routing.BREAKER_THRESHOLD
+
     for index, candidate in enumerate(usable):
-        if index > 0 and breakers[routing.host(candidate.key)] >= routing.BREAKER_THRESHOLD:
-            continue  # its host failed that often, during this call included: the next route, or the last error
+        if index > 0 and tripped(candidate):
+            continue
         ctx.route = candidate
         if index > 0:
             ctx.route_reason = f"fallback:{_reason_code(last_error)}"
@@ -1051,7 +1056,7 @@ def forward(ctx: Context, routes: list[Route], body: dict, conversation: str | N
                     routing.record_outcome(candidate.key, ok=False, analytics=ctx.caller.analytics)
                     breakers[routing.host(candidate.key)] += 1  # a later success on this route clears the streak
                 last_error = error
-                more = any(breakers[routing.host(r.key)] < routing.BREAKER_THRESHOLD for r in usable[index + 1 :])  # (as tried below)
+                more = not all(tripped(r) for r in usable[index + 1 :])
                 pause = _retry_pause(error) if not more and attempt == 0 else None
                 if not more and pause is None:
                     raise
